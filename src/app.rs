@@ -1,0 +1,127 @@
+//! The HTTP front: routes, authentication, request-size limits, and serving a listener.
+//!
+//! `serve` takes a bound listener rather than an address, so tests bind `127.0.0.1:0`, hand
+//! the listener over and talk to it at once: no port probing, no sleeps.
+
+use crate::auth::AuthError;
+use crate::caldav;
+use crate::dav::path::{DavPath, PathError};
+use crate::dav::DavError;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use http_body_util::BodyExt;
+use std::future::Future;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/.well-known/caldav", any(well_known))
+        .route("/.well-known/caldav/", any(well_known))
+        .fallback(dav_entry)
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn healthz(State(st): State<AppState>) -> Response {
+    match st.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+        }
+    }
+}
+
+/// RFC 6764 §5: the well-known URI redirects to the context path, before authentication
+/// (Apple and CalDAVTester probe it without credentials).
+async fn well_known() -> Response {
+    let mut r = StatusCode::MOVED_PERMANENTLY.into_response();
+    r.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/"));
+    r
+}
+
+fn unauthorized() -> Response {
+    let mut r = (StatusCode::UNAUTHORIZED, "authentication required\n").into_response();
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"Almanac\", charset=\"UTF-8\""));
+    r
+}
+
+async fn dav_entry(State(st): State<AppState>, req: Request) -> Response {
+    let method = req.method().clone();
+    let uri_path = req.uri().path().to_owned();
+    let response = dav_inner(&st, req).await;
+    tracing::debug!(%method, path = %uri_path, status = response.status().as_u16(), "request");
+    response
+}
+
+async fn dav_inner(st: &AppState, req: Request) -> Response {
+    let parsed = DavPath::parse(req.uri().path());
+    match &parsed {
+        Err(PathError::TooLong) => return StatusCode::URI_TOO_LONG.into_response(),
+        Err(PathError::Invalid(why)) => return DavError::BadRequest(format!("invalid path: {why}")).into_response(),
+        _ => {}
+    }
+    let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let auth_header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let me = match st.auth.authenticate(auth_header, ip).await {
+        Ok(p) => p,
+        Err(AuthError::Missing | AuthError::Invalid) => return unauthorized(),
+        Err(AuthError::Throttled(wait)) => {
+            let mut r = (StatusCode::TOO_MANY_REQUESTS, "too many failed logins\n").into_response();
+            if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return r;
+        }
+        Err(AuthError::Store(e)) => return DavError::Store(e).into_response(),
+    };
+    let Ok(path) = parsed else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, st.config.limits.max_request_body, &parts.headers).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let request = caldav::Request { method: &parts.method, path, headers: &parts.headers, body };
+    match caldav::handle(st, &me, request).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Reads the whole body, refusing (413) anything over `limit` before or while reading it.
+async fn read_body(body: Body, limit: u64, headers: &axum::http::HeaderMap) -> Result<bytes::Bytes, Response> {
+    let too_large = || (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+    if let Some(len) = headers.get(header::CONTENT_LENGTH) {
+        match len.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+            Some(n) if n > limit => return Err(too_large()),
+            Some(_) => {}
+            None => return Err(DavError::BadRequest("invalid Content-Length".into()).into_response()),
+        }
+    }
+    let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(DavError::BadRequest(format!("could not read request body: {e}")).into_response()),
+    }
+}

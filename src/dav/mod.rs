@@ -1,0 +1,127 @@
+//! Generic WebDAV (RFC 4918, RFC 3744 subset, RFC 6578): XML, request headers, paths, errors
+//! carrying precondition elements, and the multistatus/propstat shapes. Knows nothing of
+//! calendars; `caldav` builds on it.
+
+pub mod headers;
+pub mod multistatus;
+pub mod path;
+pub mod xml;
+
+use crate::store::StoreError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use xml::{XmlWriter, NS_DAV};
+
+/// An error a DAV method answers with. Preconditions render the RFC's `DAV:error` body
+/// (RFC 4918 §16), e.g. `<D:error><C:valid-calendar-data/></D:error>`.
+#[derive(Debug, thiserror::Error)]
+pub enum DavError {
+    #[error("{0}")]
+    Status(StatusCode),
+    #[error("{status}: precondition {ns} {name} failed{}", .detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Precondition {
+        status: StatusCode,
+        ns: &'static str,
+        name: &'static str,
+        /// An href placed inside the precondition element (e.g. `no-uid-conflict`).
+        href: Option<String>,
+        detail: Option<String>,
+    },
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl DavError {
+    pub fn precondition(status: StatusCode, ns: &'static str, name: &'static str) -> Self {
+        DavError::Precondition { status, ns, name, href: None, detail: None }
+    }
+
+    pub fn with_detail(self, d: impl Into<String>) -> Self {
+        match self {
+            DavError::Precondition { status, ns, name, href, .. } => {
+                DavError::Precondition { status, ns, name, href, detail: Some(d.into()) }
+            }
+            other => other,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            DavError::Status(s) => *s,
+            DavError::Precondition { status, .. } => *status,
+            DavError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            DavError::Store(e) => match e {
+                StoreError::NotFound => StatusCode::NOT_FOUND,
+                StoreError::AlreadyExists => StatusCode::METHOD_NOT_ALLOWED,
+                StoreError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+                StoreError::UidConflict(_) => StatusCode::CONFLICT,
+                StoreError::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
+                StoreError::InvalidSyncToken => StatusCode::FORBIDDEN,
+                StoreError::Backend(_) | StoreError::Migrate(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+}
+
+impl From<xml::XmlError> for DavError {
+    fn from(e: xml::XmlError) -> Self {
+        DavError::BadRequest(e.to_string())
+    }
+}
+
+fn error_body(ns: &str, name: &str, href: Option<&str>, detail: Option<&str>) -> String {
+    let mut w = XmlWriter::new();
+    w.start(NS_DAV, "error");
+    w.start(ns, name);
+    if let Some(h) = href {
+        w.text_element(NS_DAV, "href", h);
+    }
+    w.end();
+    if let Some(d) = detail {
+        // Human-readable detail for people reading logs and client error dialogs.
+        w.text_element("http://almanac.invalid/ns/", "detail", d);
+    }
+    w.end();
+    w.finish()
+}
+
+pub fn xml_response(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml; charset=utf-8"));
+    r
+}
+
+impl IntoResponse for DavError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            DavError::Precondition { ns, name, href, detail, .. } => {
+                tracing::debug!(%status, precondition = %name, detail = detail.as_deref().unwrap_or(""), "precondition failed");
+                xml_response(status, error_body(ns, name, href.as_deref(), detail.as_deref()))
+            }
+            DavError::Store(StoreError::InvalidSyncToken) => {
+                xml_response(status, error_body(NS_DAV, "valid-sync-token", None, None))
+            }
+            DavError::Store(StoreError::QuotaExceeded) => {
+                xml_response(status, error_body(NS_DAV, "quota-not-exceeded", None, None))
+            }
+            DavError::Store(e @ (StoreError::Backend(_) | StoreError::Migrate(_))) => {
+                tracing::error!(error = %e, source = ?std::error::Error::source(e), "storage failure");
+                (status, "internal error\n").into_response()
+            }
+            DavError::BadRequest(m) => {
+                tracing::debug!(%m, "bad request");
+                (status, format!("{m}\n")).into_response()
+            }
+            other => {
+                tracing::debug!(%status, "{other}");
+                (status, format!("{}\n", status.canonical_reason().unwrap_or(""))).into_response()
+            }
+        }
+    }
+}
+
+pub type DavResult<T> = Result<T, DavError>;

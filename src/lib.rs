@@ -1,0 +1,27 @@
+//! # Almanac: a CalDAV/iCalendar server
+//!
+//! ## Layout
+//! - `config`   — settings: defaults, TOML file, `ALMANAC_*` environment
+//! - `app`      — the HTTP front: router, authentication, body limits, serving a listener
+//! - `state`    — what every request shares (store, config, authenticator)
+//! - `auth`     — argon2id passwords and app passwords, credential cache, login throttling
+//! - `users`    — account operations shared by the CLI and first start
+//! - `caldav`   — calendars, objects and reports on top of `dav` (RFC 4791, 6578, 5689)
+//! - `dav`      — generic WebDAV: XML, headers, paths, multistatus, errors (RFC 4918)
+//! - `ical`     — iCalendar parsing, validation and indexing (RFC 5545), pure
+//! - `store`    — the `Store` trait with SQLite and PostgreSQL implementations
+//! - `timefmt`  — HTTP and RFC 3339 date formatting, pure
+//!
+//! Dependencies flow one way: `app → caldav → dav → store → ical`.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod caldav;
+pub mod config;
+pub mod dav;
+pub mod ical;
+pub mod state;
+pub mod store;
+pub mod timefmt;
+pub mod users;

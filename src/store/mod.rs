@@ -1,0 +1,369 @@
+//! Persistence: the `Store` trait and its SQLite and PostgreSQL implementations.
+//!
+//! Every write method is one unit of work, one transaction: check the precondition, write,
+//! bump the collection's revision and record the change, or do nothing at all. Callers never
+//! check-then-write. Both backends run the same SQL text (sqlx binds `$N` on SQLite as on
+//! Postgres), generated from one macro in `sql.rs`, so their semantics cannot drift apart.
+//! Must not import axum or anything HTTP.
+
+mod sql;
+
+pub use sql::{PgStore, SqliteStore};
+
+use crate::ical::{CalendarObject, ComponentKind};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// A user account: owner of one calendar home.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub id: i64,
+    pub name: String,
+    pub email: Option<String>,
+    pub password_hash: String,
+    pub credentials_version: i64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppPassword {
+    pub id: i64,
+    pub principal_id: i64,
+    pub label: String,
+    pub hash: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CollectionKind {
+    Home,
+    Calendar,
+}
+
+impl CollectionKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            CollectionKind::Home => "home",
+            CollectionKind::Calendar => "calendar",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collection {
+    pub id: i64,
+    pub owner_id: i64,
+    /// Path segment below the home; empty for the home itself.
+    pub name: String,
+    pub kind: CollectionKind,
+    pub displayname: Option<String>,
+    pub description: Option<String>,
+    /// A VCALENDAR holding one VTIMEZONE (RFC 4791 §5.2.2).
+    pub timezone: Option<String>,
+    pub components: Vec<ComponentKind>,
+    pub revision: i64,
+    pub min_revision: i64,
+    pub used_bytes: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What MKCALENDAR / extended MKCOL asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NewCalendar {
+    pub name: String,
+    pub displayname: Option<String>,
+    pub description: Option<String>,
+    pub timezone: Option<String>,
+    pub components: Vec<ComponentKind>,
+    pub dead_props: Vec<DeadProp>,
+}
+
+/// A property the server does not interpret, kept exactly as the client sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadProp {
+    pub ns: String,
+    pub local: String,
+    /// Self-contained XML fragment of the whole property element.
+    pub xml: String,
+}
+
+/// Live collection properties a client may set or remove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveProp {
+    DisplayName,
+    Description,
+    Timezone,
+}
+
+/// One PROPPATCH, applied all-or-nothing (RFC 4918 §9.2).
+#[derive(Debug, Clone, Default)]
+pub struct CollectionPatch {
+    pub set_live: Vec<(LiveProp, Option<String>)>,
+    pub set_dead: Vec<DeadProp>,
+    pub remove_dead: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub name: String,
+    pub uid: String,
+    pub etag: String,
+    pub size: i64,
+    pub component: String,
+    pub created_at: i64,
+    pub modified_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub meta: ObjectMeta,
+    pub ics: String,
+}
+
+/// An entity-tag condition from `If-Match` / `If-None-Match` (RFC 9110 §13.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EtagMatch {
+    Any,
+    /// Strong entity-tags, quotes included.
+    List(Vec<String>),
+}
+
+impl EtagMatch {
+    pub fn matches(&self, current: Option<&str>) -> bool {
+        match (self, current) {
+            (_, None) => false,
+            (EtagMatch::Any, Some(_)) => true,
+            (EtagMatch::List(l), Some(c)) => l.iter().any(|e| e == c),
+        }
+    }
+}
+
+/// Conditions a write must meet, checked inside the writing transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Precondition {
+    pub if_match: Option<EtagMatch>,
+    pub if_none_match: Option<EtagMatch>,
+}
+
+impl Precondition {
+    pub fn holds(&self, current_etag: Option<&str>) -> bool {
+        if let Some(m) = &self.if_match {
+            if !m.matches(current_etag) {
+                return false;
+            }
+        }
+        if let Some(m) = &self.if_none_match {
+            if m.matches(current_etag) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutOutcome {
+    pub created: bool,
+}
+
+/// A member that changed after a sync token's revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub name: String,
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSet {
+    /// Revision the next token carries: the collection's revision, or on truncation the
+    /// revision of the last change included.
+    pub revision: i64,
+    pub changes: Vec<Change>,
+    pub truncated: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// The UID is used by another resource of the collection, named here.
+    #[error("UID already used by {0}")]
+    UidConflict(String),
+    #[error("quota exceeded")]
+    QuotaExceeded,
+    /// A sync token older than the pruned log or newer than the collection.
+    #[error("sync token is not valid for this collection")]
+    InvalidSyncToken,
+    #[error("database error: {0}")]
+    Backend(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Strong entity-tag of stored bytes. A content hash, so equal bytes give equal tags on every
+/// backend and across restarts, and a rewrite with the same bytes keeps the tag.
+pub fn etag_of(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(bytes);
+    let mut s = String::with_capacity(34);
+    s.push('"');
+    for b in &d[..16] {
+        use std::fmt::Write;
+        let _ = write!(s, "{b:02x}");
+    }
+    s.push('"');
+    s
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Identifies this database in sync tokens, so tokens of another (or a re-created)
+    /// database are refused rather than misread.
+    fn instance_id(&self) -> &str;
+    fn backend_name(&self) -> &'static str;
+    async fn ping(&self) -> Result<()>;
+
+    // Principals
+    /// Creates the principal, its calendar home and its first calendar in one transaction.
+    async fn create_principal(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        password_hash: &str,
+        first_calendar: &NewCalendar,
+    ) -> Result<Principal>;
+    async fn principal_by_name(&self, name: &str) -> Result<Option<Principal>>;
+    async fn principals(&self) -> Result<Vec<Principal>>;
+    async fn principal_count(&self) -> Result<i64>;
+    async fn delete_principal(&self, name: &str) -> Result<()>;
+    async fn set_password(&self, name: &str, password_hash: &str) -> Result<()>;
+    async fn set_email(&self, name: &str, email: Option<&str>) -> Result<()>;
+
+    // App passwords
+    async fn add_app_password(&self, principal_id: i64, label: &str, lookup: &str, hash: &str) -> Result<()>;
+    async fn app_passwords(&self, principal_id: i64) -> Result<Vec<AppPassword>>;
+    async fn revoke_app_password(&self, principal_id: i64, label: &str) -> Result<()>;
+    async fn app_password_by_lookup(&self, lookup: &str) -> Result<Option<AppPassword>>;
+    async fn touch_app_password(&self, id: i64) -> Result<()>;
+
+    // Collections
+    async fn home(&self, owner_id: i64) -> Result<Collection>;
+    async fn calendar(&self, owner_id: i64, name: &str) -> Result<Option<Collection>>;
+    async fn calendars(&self, owner_id: i64) -> Result<Vec<Collection>>;
+    async fn create_calendar(&self, owner_id: i64, new: &NewCalendar) -> Result<Collection>;
+    async fn delete_calendar(&self, owner_id: i64, name: &str) -> Result<()>;
+    async fn patch_collection(&self, collection_id: i64, patch: &CollectionPatch) -> Result<()>;
+    async fn dead_props(&self, collection_id: i64, object_name: &str) -> Result<Vec<DeadProp>>;
+
+    // Objects
+    async fn object(&self, collection_id: i64, name: &str) -> Result<Option<StoredObject>>;
+    async fn object_metas(&self, collection_id: i64) -> Result<Vec<ObjectMeta>>;
+    /// Objects of a collection, optionally only those of one component type.
+    async fn objects(&self, collection_id: i64, component: Option<ComponentKind>) -> Result<Vec<StoredObject>>;
+    async fn objects_by_names(&self, collection_id: i64, names: &[String]) -> Result<Vec<StoredObject>>;
+    /// Metadata of the named objects that exist, without their bodies.
+    async fn object_metas_named(&self, collection_id: i64, names: &[String]) -> Result<Vec<ObjectMeta>>;
+    /// Creates or replaces an object. `quota` caps the owner's total bytes.
+    async fn put_object(
+        &self,
+        collection_id: i64,
+        name: &str,
+        obj: &CalendarObject,
+        pre: &Precondition,
+        quota: i64,
+    ) -> Result<PutOutcome>;
+    async fn delete_object(&self, collection_id: i64, name: &str, pre: &Precondition) -> Result<()>;
+    /// COPY or MOVE (`remove_source`) of one object, atomically. `overwrite` false refuses an
+    /// existing destination with `PreconditionFailed` (RFC 4918 §10.6).
+    #[allow(clippy::too_many_arguments)]
+    async fn transfer_object(
+        &self,
+        src_collection: i64,
+        src_name: &str,
+        dst_collection: i64,
+        dst_name: &str,
+        overwrite: bool,
+        remove_source: bool,
+        pre: &Precondition,
+        quota: i64,
+    ) -> Result<PutOutcome>;
+
+    // Sync
+    /// Members changed after `since` (`None`: every current member), oldest change first, at
+    /// most `limit`.
+    async fn changes_since(&self, collection_id: i64, since: Option<i64>, limit: Option<u64>) -> Result<ChangeSet>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the store a URL names (`sqlite://…` or `postgres://…`) and applies migrations.
+pub async fn open(url: &str) -> Result<DynStore> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::open(url).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::Backend(sqlx::Error::Configuration(
+            format!("unsupported database URL scheme (use sqlite:// or postgres://): {}", redact(url)).into(),
+        )))
+    }
+}
+
+/// A database URL with its password replaced, for logs and errors.
+pub fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((creds, host)) = rest.rsplit_once('@') {
+            if let Some((user, _)) = creds.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    url.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preconditions() {
+        let e = "\"abc\"".to_string();
+        let none = Precondition::default();
+        assert!(none.holds(None) && none.holds(Some(&e)));
+        let create = Precondition { if_none_match: Some(EtagMatch::Any), ..Default::default() };
+        assert!(create.holds(None) && !create.holds(Some(&e)));
+        let upd = Precondition { if_match: Some(EtagMatch::List(vec![e.clone()])), ..Default::default() };
+        assert!(upd.holds(Some(&e)) && !upd.holds(Some("\"x\"")) && !upd.holds(None));
+        let exists = Precondition { if_match: Some(EtagMatch::Any), ..Default::default() };
+        assert!(exists.holds(Some("\"x\"")) && !exists.holds(None));
+    }
+
+    #[test]
+    fn etags_are_strong_content_hashes() {
+        assert_eq!(etag_of(b"x"), etag_of(b"x"));
+        assert_ne!(etag_of(b"x"), etag_of(b"y"));
+        assert!(etag_of(b"x").starts_with('"') && etag_of(b"x").len() == 34);
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
+    }
+}

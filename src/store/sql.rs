@@ -1,0 +1,891 @@
+//! The SQL behind `Store`, written once and instantiated for SQLite and PostgreSQL.
+//!
+//! What differs between the two is small and explicit: how a write transaction starts
+//! (`BEGIN IMMEDIATE` on SQLite's single writer connection, so writers queue instead of
+//! failing to upgrade a read lock; plain `BEGIN` on Postgres), how a read transaction gets a
+//! stable snapshot, and the row-lock suffix (`FOR UPDATE` on Postgres, where several Almanac
+//! processes may write the same collection; SQLite's immediate transaction already holds the
+//! database write lock). Everything else is the same SQL text.
+
+use super::*;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Postgres, Row, Sqlite, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Embedded default: one file, WAL, one writer connection, several readers.
+pub struct SqliteStore {
+    reader: SqlitePool,
+    writer: SqlitePool,
+    instance: String,
+}
+
+/// Production backend; several processes may share one database.
+pub struct PgStore {
+    pool: PgPool,
+    instance: String,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: an acknowledged write survives power loss, not just a process crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(15))
+            .foreign_keys(true);
+        if let Some(parent) = opts.get_filename().parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| StoreError::Backend(sqlx::Error::Io(e)))?;
+            }
+        }
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+        let instance = ensure_instance_id_sqlite(&writer).await?;
+        Ok(SqliteStore { reader, writer, instance })
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    async fn begin_read(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.reader.begin().await?)
+    }
+
+    fn read_pool(&self) -> &SqlitePool {
+        &self.reader
+    }
+}
+
+impl PgStore {
+    pub async fn open(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(15))
+            .connect(url)
+            .await?;
+        // The migrator takes an advisory lock, so processes starting together are safe.
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let instance = ensure_instance_id_pg(&pool).await?;
+        Ok(PgStore { pool, instance })
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    async fn begin_read(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?)
+    }
+
+    fn read_pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn new_instance_id() -> String {
+    use rand::Rng;
+    let n: u64 = rand::thread_rng().gen();
+    format!("{n:016x}")
+}
+
+const INSERT_INSTANCE: &str = "INSERT INTO meta (key, value) VALUES ('instance_id', $1) ON CONFLICT (key) DO NOTHING";
+const SELECT_INSTANCE: &str = "SELECT value FROM meta WHERE key = 'instance_id'";
+
+async fn ensure_instance_id_sqlite(pool: &SqlitePool) -> Result<String> {
+    sqlx::query(INSERT_INSTANCE).bind(new_instance_id()).execute(pool).await?;
+    Ok(sqlx::query_scalar(SELECT_INSTANCE).fetch_one(pool).await?)
+}
+
+async fn ensure_instance_id_pg(pool: &PgPool) -> Result<String> {
+    sqlx::query(INSERT_INSTANCE).bind(new_instance_id()).execute(pool).await?;
+    Ok(sqlx::query_scalar(SELECT_INSTANCE).fetch_one(pool).await?)
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| d.is_unique_violation())
+}
+
+fn components_to_text(c: &[ComponentKind]) -> String {
+    c.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(",")
+}
+
+fn components_from_text(s: &str) -> Vec<ComponentKind> {
+    s.split(',').filter_map(ComponentKind::parse).collect()
+}
+
+const COLLECTION_COLS: &str = "id, owner_id, name, kind, displayname, description, timezone, components, revision, min_revision, used_bytes, created_at, updated_at";
+const OBJECT_META_COLS: &str = "name, uid, etag, size, component, created_at, modified_at";
+const PRINCIPAL_COLS: &str = "id, name, email, password_hash, credentials_version, created_at";
+const APP_PASSWORD_COLS: &str = "id, principal_id, label, hash, created_at, last_used_at";
+
+macro_rules! impl_store {
+    ($store:ident, $db:ty, $for_update:literal) => {
+        type Tx = Transaction<'static, $db>;
+        type DbRow = <$db as sqlx::Database>::Row;
+
+        fn principal_row(r: &DbRow) -> std::result::Result<Principal, sqlx::Error> {
+            Ok(Principal {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                email: r.try_get("email")?,
+                password_hash: r.try_get("password_hash")?,
+                credentials_version: r.try_get("credentials_version")?,
+                created_at: r.try_get("created_at")?,
+            })
+        }
+
+        fn app_password_row(r: &DbRow) -> std::result::Result<AppPassword, sqlx::Error> {
+            Ok(AppPassword {
+                id: r.try_get("id")?,
+                principal_id: r.try_get("principal_id")?,
+                label: r.try_get("label")?,
+                hash: r.try_get("hash")?,
+                created_at: r.try_get("created_at")?,
+                last_used_at: r.try_get("last_used_at")?,
+            })
+        }
+
+        fn collection_row(r: &DbRow) -> std::result::Result<Collection, sqlx::Error> {
+            let kind: String = r.try_get("kind")?;
+            let components: String = r.try_get("components")?;
+            Ok(Collection {
+                id: r.try_get("id")?,
+                owner_id: r.try_get("owner_id")?,
+                name: r.try_get("name")?,
+                kind: if kind == "home" { CollectionKind::Home } else { CollectionKind::Calendar },
+                displayname: r.try_get("displayname")?,
+                description: r.try_get("description")?,
+                timezone: r.try_get("timezone")?,
+                components: components_from_text(&components),
+                revision: r.try_get("revision")?,
+                min_revision: r.try_get("min_revision")?,
+                used_bytes: r.try_get("used_bytes")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+            })
+        }
+
+        fn meta_row(r: &DbRow) -> std::result::Result<ObjectMeta, sqlx::Error> {
+            Ok(ObjectMeta {
+                name: r.try_get("name")?,
+                uid: r.try_get("uid")?,
+                etag: r.try_get("etag")?,
+                size: r.try_get("size")?,
+                component: r.try_get("component")?,
+                created_at: r.try_get("created_at")?,
+                modified_at: r.try_get("modified_at")?,
+            })
+        }
+
+        fn object_row(r: &DbRow) -> std::result::Result<StoredObject, sqlx::Error> {
+            Ok(StoredObject { meta: meta_row(r)?, ics: r.try_get("ics")? })
+        }
+
+        /// Bumps a collection's revision and records `name` as changed at the new revision.
+        /// `bytes` adjusts the home's quota counter.
+        async fn bump(tx: &mut Tx, collection_id: i64, name: &str, deleted: bool, bytes: i64) -> Result<i64> {
+            let rev: i64 = sqlx::query_scalar(
+                "UPDATE collections SET revision = revision + 1, used_bytes = used_bytes + $2, updated_at = $3 \
+                 WHERE id = $1 RETURNING revision",
+            )
+            .bind(collection_id)
+            .bind(bytes)
+            .bind(now())
+            .fetch_one(&mut **tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO changes (collection_id, name, revision, deleted) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (collection_id, name) DO UPDATE SET revision = excluded.revision, deleted = excluded.deleted",
+            )
+            .bind(collection_id)
+            .bind(name)
+            .bind(rev)
+            .bind(deleted as i64)
+            .execute(&mut **tx)
+            .await?;
+            Ok(rev)
+        }
+
+        /// Locks a calendar row (Postgres) and returns (owner, name).
+        async fn lock_calendar(tx: &mut Tx, collection_id: i64) -> Result<(i64, String)> {
+            let row = sqlx::query(concat!(
+                "SELECT owner_id, name FROM collections WHERE id = $1 AND kind = 'calendar'",
+                $for_update
+            ))
+            .bind(collection_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            Ok((row.try_get(0)?, row.try_get(1)?))
+        }
+
+        /// Locks the owner's home and returns (id, used bytes).
+        async fn lock_home(tx: &mut Tx, owner_id: i64) -> Result<(i64, i64)> {
+            let row = sqlx::query(concat!(
+                "SELECT id, used_bytes FROM collections WHERE owner_id = $1 AND kind = 'home'",
+                $for_update
+            ))
+            .bind(owner_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            Ok((row.try_get(0)?, row.try_get(1)?))
+        }
+
+        async fn insert_dead(tx: &mut Tx, collection_id: i64, object: &str, p: &DeadProp) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO dead_props (collection_id, object_name, ns, local, xml) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (collection_id, object_name, ns, local) DO UPDATE SET xml = excluded.xml",
+            )
+            .bind(collection_id)
+            .bind(object)
+            .bind(&p.ns)
+            .bind(&p.local)
+            .bind(&p.xml)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        async fn insert_calendar(tx: &mut Tx, owner_id: i64, home_id: i64, new: &NewCalendar) -> Result<i64> {
+            let t = now();
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO collections (owner_id, name, kind, displayname, description, timezone, components, created_at, updated_at) \
+                 VALUES ($1, $2, 'calendar', $3, $4, $5, $6, $7, $7) RETURNING id",
+            )
+            .bind(owner_id)
+            .bind(&new.name)
+            .bind(&new.displayname)
+            .bind(&new.description)
+            .bind(&new.timezone)
+            .bind(components_to_text(&new.components))
+            .bind(t)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(|e| if is_unique_violation(&e) { StoreError::AlreadyExists } else { e.into() })?;
+            for p in &new.dead_props {
+                insert_dead(tx, id, "", p).await?;
+            }
+            bump(tx, home_id, &new.name, false, 0).await?;
+            Ok(id)
+        }
+
+        async fn object_etag(tx: &mut Tx, collection_id: i64, name: &str) -> Result<Option<(String, i64)>> {
+            let row = sqlx::query("SELECT etag, size FROM objects WHERE collection_id = $1 AND name = $2")
+                .bind(collection_id)
+                .bind(name)
+                .fetch_optional(&mut **tx)
+                .await?;
+            Ok(match row {
+                Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
+                None => None,
+            })
+        }
+
+        async fn uid_holder(tx: &mut Tx, collection_id: i64, uid: &str, except: &[&str]) -> Result<Option<String>> {
+            let names: Vec<String> = sqlx::query_scalar("SELECT name FROM objects WHERE collection_id = $1 AND uid = $2")
+                .bind(collection_id)
+                .bind(uid)
+                .fetch_all(&mut **tx)
+                .await?;
+            Ok(names.into_iter().find(|n| !except.contains(&n.as_str())))
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn instance_id(&self) -> &str {
+                &self.instance
+            }
+
+            fn backend_name(&self) -> &'static str {
+                <$db as sqlx::Database>::NAME
+            }
+
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(self.read_pool()).await?;
+                Ok(())
+            }
+
+            async fn create_principal(
+                &self,
+                name: &str,
+                email: Option<&str>,
+                password_hash: &str,
+                first_calendar: &NewCalendar,
+            ) -> Result<Principal> {
+                let mut tx = self.begin_write().await?;
+                let t = now();
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO principals (name, email, password_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+                )
+                .bind(name)
+                .bind(email)
+                .bind(password_hash)
+                .bind(t)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| if is_unique_violation(&e) { StoreError::AlreadyExists } else { e.into() })?;
+                let home_id: i64 = sqlx::query_scalar(
+                    "INSERT INTO collections (owner_id, name, kind, created_at, updated_at) VALUES ($1, '', 'home', $2, $2) RETURNING id",
+                )
+                .bind(id)
+                .bind(t)
+                .fetch_one(&mut *tx)
+                .await?;
+                insert_calendar(&mut tx, id, home_id, first_calendar).await?;
+                tx.commit().await?;
+                Ok(Principal {
+                    id,
+                    name: name.to_owned(),
+                    email: email.map(str::to_owned),
+                    password_hash: password_hash.to_owned(),
+                    credentials_version: 0,
+                    created_at: t,
+                })
+            }
+
+            async fn principal_by_name(&self, name: &str) -> Result<Option<Principal>> {
+                let row = sqlx::query(&format!("SELECT {PRINCIPAL_COLS} FROM principals WHERE name = $1"))
+                    .bind(name)
+                    .fetch_optional(self.read_pool())
+                    .await?;
+                Ok(row.as_ref().map(principal_row).transpose()?)
+            }
+
+            async fn principals(&self) -> Result<Vec<Principal>> {
+                let rows = sqlx::query(&format!("SELECT {PRINCIPAL_COLS} FROM principals ORDER BY name"))
+                    .fetch_all(self.read_pool())
+                    .await?;
+                Ok(rows.iter().map(principal_row).collect::<std::result::Result<_, _>>()?)
+            }
+
+            async fn principal_count(&self) -> Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM principals").fetch_one(self.read_pool()).await?)
+            }
+
+            async fn delete_principal(&self, name: &str) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let n = sqlx::query("DELETE FROM principals WHERE name = $1").bind(name).execute(&mut *tx).await?;
+                if n.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn set_password(&self, name: &str, password_hash: &str) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let n = sqlx::query(
+                    "UPDATE principals SET password_hash = $2, credentials_version = credentials_version + 1 WHERE name = $1",
+                )
+                .bind(name)
+                .bind(password_hash)
+                .execute(&mut *tx)
+                .await?;
+                if n.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn set_email(&self, name: &str, email: Option<&str>) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let n = sqlx::query("UPDATE principals SET email = $2 WHERE name = $1")
+                    .bind(name)
+                    .bind(email)
+                    .execute(&mut *tx)
+                    .await?;
+                if n.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn add_app_password(&self, principal_id: i64, label: &str, lookup: &str, hash: &str) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO app_passwords (principal_id, label, lookup, hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(principal_id)
+                .bind(label)
+                .bind(lookup)
+                .bind(hash)
+                .bind(now())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| if is_unique_violation(&e) { StoreError::AlreadyExists } else { e.into() })?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn app_passwords(&self, principal_id: i64) -> Result<Vec<AppPassword>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {APP_PASSWORD_COLS} FROM app_passwords WHERE principal_id = $1 ORDER BY label"
+                ))
+                .bind(principal_id)
+                .fetch_all(self.read_pool())
+                .await?;
+                Ok(rows.iter().map(app_password_row).collect::<std::result::Result<_, _>>()?)
+            }
+
+            async fn revoke_app_password(&self, principal_id: i64, label: &str) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let n = sqlx::query("DELETE FROM app_passwords WHERE principal_id = $1 AND label = $2")
+                    .bind(principal_id)
+                    .bind(label)
+                    .execute(&mut *tx)
+                    .await?;
+                if n.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                sqlx::query("UPDATE principals SET credentials_version = credentials_version + 1 WHERE id = $1")
+                    .bind(principal_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn app_password_by_lookup(&self, lookup: &str) -> Result<Option<AppPassword>> {
+                let row = sqlx::query(&format!("SELECT {APP_PASSWORD_COLS} FROM app_passwords WHERE lookup = $1"))
+                    .bind(lookup)
+                    .fetch_optional(self.read_pool())
+                    .await?;
+                Ok(row.as_ref().map(app_password_row).transpose()?)
+            }
+
+            async fn touch_app_password(&self, id: i64) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("UPDATE app_passwords SET last_used_at = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn home(&self, owner_id: i64) -> Result<Collection> {
+                let row = sqlx::query(&format!(
+                    "SELECT {COLLECTION_COLS} FROM collections WHERE owner_id = $1 AND kind = 'home'"
+                ))
+                .bind(owner_id)
+                .fetch_optional(self.read_pool())
+                .await?
+                .ok_or(StoreError::NotFound)?;
+                Ok(collection_row(&row)?)
+            }
+
+            async fn calendar(&self, owner_id: i64, name: &str) -> Result<Option<Collection>> {
+                let row = sqlx::query(&format!(
+                    "SELECT {COLLECTION_COLS} FROM collections WHERE owner_id = $1 AND name = $2 AND kind = 'calendar'"
+                ))
+                .bind(owner_id)
+                .bind(name)
+                .fetch_optional(self.read_pool())
+                .await?;
+                Ok(row.as_ref().map(collection_row).transpose()?)
+            }
+
+            async fn calendars(&self, owner_id: i64) -> Result<Vec<Collection>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {COLLECTION_COLS} FROM collections WHERE owner_id = $1 AND kind = 'calendar' ORDER BY name"
+                ))
+                .bind(owner_id)
+                .fetch_all(self.read_pool())
+                .await?;
+                Ok(rows.iter().map(collection_row).collect::<std::result::Result<_, _>>()?)
+            }
+
+            async fn create_calendar(&self, owner_id: i64, new: &NewCalendar) -> Result<Collection> {
+                let mut tx = self.begin_write().await?;
+                let (home_id, _) = lock_home(&mut tx, owner_id).await?;
+                let id = insert_calendar(&mut tx, owner_id, home_id, new).await?;
+                let row = sqlx::query(&format!("SELECT {COLLECTION_COLS} FROM collections WHERE id = $1"))
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let c = collection_row(&row)?;
+                tx.commit().await?;
+                Ok(c)
+            }
+
+            async fn delete_calendar(&self, owner_id: i64, name: &str) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let id: i64 = sqlx::query_scalar(concat!(
+                    "SELECT id FROM collections WHERE owner_id = $1 AND name = $2 AND kind = 'calendar'",
+                    $for_update
+                ))
+                .bind(owner_id)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+                let (home_id, _) = lock_home(&mut tx, owner_id).await?;
+                let bytes: Option<i64> = sqlx::query_scalar("SELECT SUM(size) FROM objects WHERE collection_id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM collections WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                bump(&mut tx, home_id, name, true, -bytes.unwrap_or(0)).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn patch_collection(&self, collection_id: i64, patch: &CollectionPatch) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(concat!("SELECT owner_id, name, kind FROM collections WHERE id = $1", $for_update))
+                    .bind(collection_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                let owner_id: i64 = row.try_get(0)?;
+                let name: String = row.try_get(1)?;
+                let kind: String = row.try_get(2)?;
+                for (prop, value) in &patch.set_live {
+                    let sql = match prop {
+                        LiveProp::DisplayName => "UPDATE collections SET displayname = $2 WHERE id = $1",
+                        LiveProp::Description => "UPDATE collections SET description = $2 WHERE id = $1",
+                        LiveProp::Timezone => "UPDATE collections SET timezone = $2 WHERE id = $1",
+                    };
+                    sqlx::query(sql).bind(collection_id).bind(value).execute(&mut *tx).await?;
+                }
+                for p in &patch.set_dead {
+                    insert_dead(&mut tx, collection_id, "", p).await?;
+                }
+                for (ns, local) in &patch.remove_dead {
+                    sqlx::query(
+                        "DELETE FROM dead_props WHERE collection_id = $1 AND object_name = '' AND ns = $2 AND local = $3",
+                    )
+                    .bind(collection_id)
+                    .bind(ns)
+                    .bind(local)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                // A calendar's properties are part of what the home's sync reports.
+                if kind == CollectionKind::Calendar.as_str() {
+                    let (home_id, _) = lock_home(&mut tx, owner_id).await?;
+                    bump(&mut tx, home_id, &name, false, 0).await?;
+                } else {
+                    sqlx::query("UPDATE collections SET updated_at = $2 WHERE id = $1")
+                        .bind(collection_id)
+                        .bind(now())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn dead_props(&self, collection_id: i64, object_name: &str) -> Result<Vec<DeadProp>> {
+                let rows = sqlx::query(
+                    "SELECT ns, local, xml FROM dead_props WHERE collection_id = $1 AND object_name = $2 ORDER BY ns, local",
+                )
+                .bind(collection_id)
+                .bind(object_name)
+                .fetch_all(self.read_pool())
+                .await?;
+                rows.iter()
+                    .map(|r| Ok(DeadProp { ns: r.try_get(0)?, local: r.try_get(1)?, xml: r.try_get(2)? }))
+                    .collect()
+            }
+
+            async fn object(&self, collection_id: i64, name: &str) -> Result<Option<StoredObject>> {
+                let row = sqlx::query(&format!(
+                    "SELECT {OBJECT_META_COLS}, ics FROM objects WHERE collection_id = $1 AND name = $2"
+                ))
+                .bind(collection_id)
+                .bind(name)
+                .fetch_optional(self.read_pool())
+                .await?;
+                Ok(row.as_ref().map(object_row).transpose()?)
+            }
+
+            async fn object_metas(&self, collection_id: i64) -> Result<Vec<ObjectMeta>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {OBJECT_META_COLS} FROM objects WHERE collection_id = $1 ORDER BY name"
+                ))
+                .bind(collection_id)
+                .fetch_all(self.read_pool())
+                .await?;
+                Ok(rows.iter().map(meta_row).collect::<std::result::Result<_, _>>()?)
+            }
+
+            async fn objects(&self, collection_id: i64, component: Option<ComponentKind>) -> Result<Vec<StoredObject>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {OBJECT_META_COLS}, ics FROM objects WHERE collection_id = $1 \
+                     AND ($2 IS NULL OR component = $2) ORDER BY name"
+                ))
+                .bind(collection_id)
+                .bind(component.map(ComponentKind::as_str))
+                .fetch_all(self.read_pool())
+                .await?;
+                Ok(rows.iter().map(object_row).collect::<std::result::Result<_, _>>()?)
+            }
+
+            async fn objects_by_names(&self, collection_id: i64, names: &[String]) -> Result<Vec<StoredObject>> {
+                let mut tx = self.begin_read().await?;
+                let mut out = Vec::with_capacity(names.len());
+                for name in names {
+                    let row = sqlx::query(&format!(
+                        "SELECT {OBJECT_META_COLS}, ics FROM objects WHERE collection_id = $1 AND name = $2"
+                    ))
+                    .bind(collection_id)
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(r) = row {
+                        out.push(object_row(&r)?);
+                    }
+                }
+                tx.commit().await?;
+                Ok(out)
+            }
+
+            async fn object_metas_named(&self, collection_id: i64, names: &[String]) -> Result<Vec<ObjectMeta>> {
+                let mut tx = self.begin_read().await?;
+                let mut out = Vec::with_capacity(names.len());
+                for name in names {
+                    let row = sqlx::query(&format!(
+                        "SELECT {OBJECT_META_COLS} FROM objects WHERE collection_id = $1 AND name = $2"
+                    ))
+                    .bind(collection_id)
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(r) = row {
+                        out.push(meta_row(&r)?);
+                    }
+                }
+                tx.commit().await?;
+                Ok(out)
+            }
+
+            async fn put_object(
+                &self,
+                collection_id: i64,
+                name: &str,
+                obj: &CalendarObject,
+                pre: &Precondition,
+                quota: i64,
+            ) -> Result<PutOutcome> {
+                let etag = etag_of(obj.raw.as_bytes());
+                let size = obj.raw.len() as i64;
+                let mut tx = self.begin_write().await?;
+                let (owner_id, cal_name) = lock_calendar(&mut tx, collection_id).await?;
+                let existing = object_etag(&mut tx, collection_id, name).await?;
+                if !pre.holds(existing.as_ref().map(|(e, _)| e.as_str())) {
+                    return Err(StoreError::PreconditionFailed);
+                }
+                if let Some(holder) = uid_holder(&mut tx, collection_id, &obj.index.uid, &[name]).await? {
+                    return Err(StoreError::UidConflict(holder));
+                }
+                if existing.as_ref().is_some_and(|(e, _)| *e == etag) {
+                    // Same bytes as stored: nothing changes, so no revision is spent.
+                    return Ok(PutOutcome { created: false });
+                }
+                let (home_id, used) = lock_home(&mut tx, owner_id).await?;
+                let delta = size - existing.as_ref().map_or(0, |(_, s)| *s);
+                if delta > 0 && used + delta > quota {
+                    return Err(StoreError::QuotaExceeded);
+                }
+                let t = now();
+                if existing.is_some() {
+                    sqlx::query(
+                        "UPDATE objects SET uid = $3, etag = $4, ics = $5, size = $6, component = $7, modified_at = $8 \
+                         WHERE collection_id = $1 AND name = $2",
+                    )
+                    .bind(collection_id)
+                    .bind(name)
+                    .bind(&obj.index.uid)
+                    .bind(&etag)
+                    .bind(&obj.raw)
+                    .bind(size)
+                    .bind(obj.index.component.as_str())
+                    .bind(t)
+                    .execute(&mut *tx)
+                    .await?;
+                } else {
+                    sqlx::query(
+                        "INSERT INTO objects (collection_id, name, uid, etag, ics, size, component, created_at, modified_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                    )
+                    .bind(collection_id)
+                    .bind(name)
+                    .bind(&obj.index.uid)
+                    .bind(&etag)
+                    .bind(&obj.raw)
+                    .bind(size)
+                    .bind(obj.index.component.as_str())
+                    .bind(t)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                bump(&mut tx, collection_id, name, false, 0).await?;
+                bump(&mut tx, home_id, &cal_name, false, delta).await?;
+                tx.commit().await?;
+                Ok(PutOutcome { created: existing.is_none() })
+            }
+
+            async fn delete_object(&self, collection_id: i64, name: &str, pre: &Precondition) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let (owner_id, cal_name) = lock_calendar(&mut tx, collection_id).await?;
+                let (etag, size) = object_etag(&mut tx, collection_id, name).await?.ok_or(StoreError::NotFound)?;
+                if !pre.holds(Some(&etag)) {
+                    return Err(StoreError::PreconditionFailed);
+                }
+                let (home_id, _) = lock_home(&mut tx, owner_id).await?;
+                sqlx::query("DELETE FROM objects WHERE collection_id = $1 AND name = $2")
+                    .bind(collection_id)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                bump(&mut tx, collection_id, name, true, 0).await?;
+                bump(&mut tx, home_id, &cal_name, false, -size).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn transfer_object(
+                &self,
+                src_collection: i64,
+                src_name: &str,
+                dst_collection: i64,
+                dst_name: &str,
+                overwrite: bool,
+                remove_source: bool,
+                pre: &Precondition,
+                quota: i64,
+            ) -> Result<PutOutcome> {
+                let mut tx = self.begin_write().await?;
+                // Lock in id order so two opposite transfers cannot deadlock.
+                let (first, second) = if src_collection <= dst_collection {
+                    (src_collection, dst_collection)
+                } else {
+                    (dst_collection, src_collection)
+                };
+                let first_cal = lock_calendar(&mut tx, first).await?;
+                let second_cal = if second != first { lock_calendar(&mut tx, second).await? } else { first_cal.clone() };
+                let (src_owner, src_cal_name) = if first == src_collection { first_cal.clone() } else { second_cal.clone() };
+                let (dst_owner, dst_cal_name) = if first == dst_collection { first_cal } else { second_cal };
+                if src_owner != dst_owner {
+                    return Err(StoreError::NotFound);
+                }
+                let src = sqlx::query("SELECT etag, size, uid FROM objects WHERE collection_id = $1 AND name = $2")
+                    .bind(src_collection)
+                    .bind(src_name)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                let src_etag: String = src.try_get(0)?;
+                let src_size: i64 = src.try_get(1)?;
+                let src_uid: String = src.try_get(2)?;
+                if !pre.holds(Some(&src_etag)) {
+                    return Err(StoreError::PreconditionFailed);
+                }
+                let dst = object_etag(&mut tx, dst_collection, dst_name).await?;
+                if dst.is_some() && !overwrite {
+                    return Err(StoreError::PreconditionFailed);
+                }
+                let mut except = vec![dst_name];
+                if remove_source && src_collection == dst_collection {
+                    except.push(src_name);
+                }
+                if let Some(holder) = uid_holder(&mut tx, dst_collection, &src_uid, &except).await? {
+                    return Err(StoreError::UidConflict(holder));
+                }
+                let (home_id, used) = lock_home(&mut tx, src_owner).await?;
+                let dst_size = dst.as_ref().map_or(0, |(_, s)| *s);
+                let delta = if remove_source { -dst_size } else { src_size - dst_size };
+                if delta > 0 && used + delta > quota {
+                    return Err(StoreError::QuotaExceeded);
+                }
+                let t = now();
+                sqlx::query("DELETE FROM objects WHERE collection_id = $1 AND name = $2")
+                    .bind(dst_collection)
+                    .bind(dst_name)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO objects (collection_id, name, uid, etag, ics, size, component, index_version, first_start, last_end, created_at, modified_at) \
+                     SELECT $1, $2, uid, etag, ics, size, component, index_version, first_start, last_end, $3, $3 \
+                     FROM objects WHERE collection_id = $4 AND name = $5",
+                )
+                .bind(dst_collection)
+                .bind(dst_name)
+                .bind(t)
+                .bind(src_collection)
+                .bind(src_name)
+                .execute(&mut *tx)
+                .await?;
+                bump(&mut tx, dst_collection, dst_name, false, 0).await?;
+                bump(&mut tx, home_id, &dst_cal_name, false, delta).await?;
+                if remove_source {
+                    sqlx::query("DELETE FROM objects WHERE collection_id = $1 AND name = $2")
+                        .bind(src_collection)
+                        .bind(src_name)
+                        .execute(&mut *tx)
+                        .await?;
+                    bump(&mut tx, src_collection, src_name, true, 0).await?;
+                    bump(&mut tx, home_id, &src_cal_name, false, 0).await?;
+                }
+                tx.commit().await?;
+                Ok(PutOutcome { created: dst.is_none() })
+            }
+
+            async fn changes_since(&self, collection_id: i64, since: Option<i64>, limit: Option<u64>) -> Result<ChangeSet> {
+                let mut tx = self.begin_read().await?;
+                let row = sqlx::query("SELECT revision, min_revision FROM collections WHERE id = $1")
+                    .bind(collection_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                let revision: i64 = row.try_get(0)?;
+                let min_revision: i64 = row.try_get(1)?;
+                if let Some(r) = since {
+                    if r < min_revision || r > revision {
+                        return Err(StoreError::InvalidSyncToken);
+                    }
+                }
+                let fetch = limit.map_or(i64::MAX, |l| (l.min(i64::MAX as u64 - 1) + 1) as i64);
+                let rows = sqlx::query(
+                    "SELECT name, revision, deleted FROM changes WHERE collection_id = $1 AND revision > $2 \
+                     AND ($3 = 1 OR deleted = 0) ORDER BY revision LIMIT $4",
+                )
+                .bind(collection_id)
+                .bind(since.unwrap_or(0))
+                .bind(since.is_some() as i64)
+                .bind(fetch)
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                let mut changes = Vec::with_capacity(rows.len());
+                let mut last = since.unwrap_or(0);
+                let truncated = limit.is_some_and(|l| rows.len() as u64 > l);
+                for r in rows.iter().take(limit.map_or(usize::MAX, |l| l as usize)) {
+                    changes.push(Change { name: r.try_get(0)?, deleted: r.try_get::<i64, _>(2)? != 0 });
+                    last = r.try_get(1)?;
+                }
+                Ok(ChangeSet { revision: if truncated { last } else { revision }, changes, truncated })
+            }
+        }
+    };
+}
+
+mod sqlite_impl {
+    use super::*;
+    impl_store!(SqliteStore, Sqlite, "");
+}
+
+mod postgres_impl {
+    use super::*;
+    impl_store!(PgStore, Postgres, " FOR UPDATE");
+}
