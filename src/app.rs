@@ -34,9 +34,12 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {
@@ -53,14 +56,17 @@ async fn healthz(State(st): State<AppState>) -> Response {
 /// (Apple and CalDAVTester probe it without credentials).
 async fn well_known() -> Response {
     let mut r = StatusCode::MOVED_PERMANENTLY.into_response();
-    r.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/"));
+    r.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static("/"));
     r
 }
 
 fn unauthorized() -> Response {
     let mut r = (StatusCode::UNAUTHORIZED, "authentication required\n").into_response();
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"Almanac\", charset=\"UTF-8\""));
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"Almanac\", charset=\"UTF-8\""),
+    );
     r
 }
 
@@ -76,11 +82,19 @@ async fn dav_inner(st: &AppState, req: Request) -> Response {
     let parsed = DavPath::parse(req.uri().path());
     match &parsed {
         Err(PathError::TooLong) => return StatusCode::URI_TOO_LONG.into_response(),
-        Err(PathError::Invalid(why)) => return DavError::BadRequest(format!("invalid path: {why}")).into_response(),
+        Err(PathError::Invalid(why)) => {
+            return DavError::BadRequest(format!("invalid path: {why}")).into_response()
+        }
         _ => {}
     }
-    let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let auth_header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let auth_header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let me = match st.auth.authenticate(auth_header, ip).await {
         Ok(p) => p,
         Err(AuthError::Missing | AuthError::Invalid) => return unauthorized(),
@@ -101,7 +115,12 @@ async fn dav_inner(st: &AppState, req: Request) -> Response {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let request = caldav::Request { method: &parts.method, path, headers: &parts.headers, body };
+    let request = caldav::Request {
+        method: &parts.method,
+        path,
+        headers: &parts.headers,
+        body,
+    };
     match caldav::handle(st, &me, request).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -109,19 +128,27 @@ async fn dav_inner(st: &AppState, req: Request) -> Response {
 }
 
 /// Reads the whole body, refusing (413) anything over `limit` before or while reading it.
-async fn read_body(body: Body, limit: u64, headers: &axum::http::HeaderMap) -> Result<bytes::Bytes, Response> {
+async fn read_body(
+    body: Body,
+    limit: u64,
+    headers: &axum::http::HeaderMap,
+) -> Result<bytes::Bytes, Response> {
     let too_large = || (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
     if let Some(len) = headers.get(header::CONTENT_LENGTH) {
         match len.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
             Some(n) if n > limit => return Err(too_large()),
             Some(_) => {}
-            None => return Err(DavError::BadRequest("invalid Content-Length".into()).into_response()),
+            None => {
+                return Err(DavError::BadRequest("invalid Content-Length".into()).into_response())
+            }
         }
     }
     let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(DavError::BadRequest(format!("could not read request body: {e}")).into_response()),
+        Err(e) => {
+            Err(DavError::BadRequest(format!("could not read request body: {e}")).into_response())
+        }
     }
 }

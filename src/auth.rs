@@ -8,7 +8,9 @@
 //! failure throttling that answers 429 without running argon2 at all.
 
 use crate::store::{DynStore, Principal, StoreError};
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -23,12 +25,16 @@ use tokio::sync::Semaphore;
 /// Hashes a password with argon2id and a fresh salt, as a PHC string.
 pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::generate(&mut OsRng);
-    Ok(Argon2::default().hash_password(password.as_bytes(), &salt)?.to_string())
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
 }
 
 pub fn verify_password(hash: &str, password: &str) -> bool {
     match PasswordHash::new(hash) {
-        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -37,7 +43,9 @@ const APP_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
 
 fn random_chars(n: usize) -> String {
     let mut rng = rand::thread_rng();
-    (0..n).map(|_| APP_ALPHABET[rng.gen_range(0..APP_ALPHABET.len())] as char).collect()
+    (0..n)
+        .map(|_| APP_ALPHABET[rng.gen_range(0..APP_ALPHABET.len())] as char)
+        .collect()
 }
 
 /// A generated app password `llllllll-ssss-ssss-ssss-ssss-ssss` (8-char public lookup part,
@@ -55,7 +63,9 @@ fn app_password_lookup(password: &str) -> Option<&str> {
     let shaped = lookup.len() == 8
         && rest.len() == 24
         && rest.split('-').all(|g| g.len() == 4)
-        && password.bytes().all(|b| b == b'-' || APP_ALPHABET.contains(&b));
+        && password
+            .bytes()
+            .all(|b| b == b'-' || APP_ALPHABET.contains(&b));
     shaped.then_some(lookup)
 }
 
@@ -70,7 +80,9 @@ pub fn parse_basic(header: &str) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let raw = base64::engine::general_purpose::STANDARD.decode(value.trim()).ok()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (u, p) = text.split_once(':')?;
     Some((u.to_owned(), p.to_owned()))
@@ -118,7 +130,12 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(store: DynStore, concurrency: usize, cache_seconds: u64, threshold: u32) -> Arc<Self> {
+    pub fn new(
+        store: DynStore,
+        concurrency: usize,
+        cache_seconds: u64,
+        threshold: u32,
+    ) -> Arc<Self> {
         let mut key = [0u8; 32];
         rand::thread_rng().fill(&mut key);
         Arc::new(Authenticator {
@@ -134,7 +151,8 @@ impl Authenticator {
     }
 
     fn cache_key(&self, user: &str, password: &str) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(user.as_bytes());
         mac.update(&[0]);
         mac.update(password.as_bytes());
@@ -175,13 +193,18 @@ impl Authenticator {
     }
 
     fn clear_failures(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 
     fn cached(&self, key: &[u8; 32], p: &Principal) -> bool {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.get(key).is_some_and(|e| {
-            e.principal_id == p.id && e.credentials_version == p.credentials_version && e.expires > Instant::now()
+            e.principal_id == p.id
+                && e.credentials_version == p.credentials_version
+                && e.expires > Instant::now()
         })
     }
 
@@ -203,11 +226,18 @@ impl Authenticator {
     }
 
     /// Authenticates a request's `Authorization` header.
-    pub async fn authenticate(&self, header: Option<&str>, ip: Option<IpAddr>) -> Result<Principal, AuthError> {
+    pub async fn authenticate(
+        &self,
+        header: Option<&str>,
+        ip: Option<IpAddr>,
+    ) -> Result<Principal, AuthError> {
         let (user, password) = header.and_then(parse_basic).ok_or(AuthError::Missing)?;
         let ip = ip.map(|i| i.to_string()).unwrap_or_default();
         let user_key = format!("u:{user}\n{ip}");
-        let keys = [(user_key.clone(), self.threshold), (format!("a:{ip}"), self.threshold * 4)];
+        let keys = [
+            (user_key.clone(), self.threshold),
+            (format!("a:{ip}"), self.threshold * 4),
+        ];
         if let Some(wait) = self.throttled(&keys) {
             return Err(AuthError::Throttled(wait));
         }
@@ -236,9 +266,15 @@ impl Authenticator {
             },
         };
         let ok = {
-            let _permit = self.permits.acquire().await.map_err(|_| AuthError::Invalid)?;
+            let _permit = self
+                .permits
+                .acquire()
+                .await
+                .map_err(|_| AuthError::Invalid)?;
             let password = password.clone();
-            tokio::task::spawn_blocking(move || verify_password(&hash, &password)).await.unwrap_or(false)
+            tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+                .await
+                .unwrap_or(false)
         };
         match principal {
             Some(p) if ok => {
@@ -263,7 +299,10 @@ mod tests {
 
     #[test]
     fn basic_header() {
-        assert_eq!(parse_basic("Basic YWxpY2U6czNjcjN0Og=="), Some(("alice".into(), "s3cr3t:".into())));
+        assert_eq!(
+            parse_basic("Basic YWxpY2U6czNjcjN0Og=="),
+            Some(("alice".into(), "s3cr3t:".into()))
+        );
         assert_eq!(parse_basic("Bearer x"), None);
         assert_eq!(parse_basic("Basic !!!"), None);
     }

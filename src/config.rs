@@ -84,9 +84,15 @@ impl Default for AuthConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {source}")]
-    Parse { path: String, source: toml::de::Error },
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
     #[error("invalid {var}: {msg}")]
     Env { var: &'static str, msg: String },
 }
@@ -96,9 +102,14 @@ impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut cfg = match file {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
-                Config::from_toml(&text).map_err(|source| ConfigError::Parse { path: p.display().to_string(), source })?
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                Config::from_toml(&text).map_err(|source| ConfigError::Parse {
+                    path: p.display().to_string(),
+                    source,
+                })?
             }
             None => Config::default(),
         };
@@ -114,7 +125,10 @@ impl Config {
     /// the process environment).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = get("ALMANAC_LISTEN") {
-            self.listen = v.parse().map_err(|e| ConfigError::Env { var: "ALMANAC_LISTEN", msg: format!("{e}") })?;
+            self.listen = v.parse().map_err(|e| ConfigError::Env {
+                var: "ALMANAC_LISTEN",
+                msg: format!("{e}"),
+            })?;
         }
         if let Some(v) = get("ALMANAC_DATABASE_URL") {
             self.database_url = v;
@@ -140,7 +154,10 @@ mod tests {
         let mut expected = Config::default();
         // The example spells out argon2_concurrency for a 2-core machine.
         expected.auth.argon2_concurrency = cfg.auth.argon2_concurrency;
-        assert_eq!(cfg, expected, "examples/config.toml must document the defaults");
+        assert_eq!(
+            cfg, expected,
+            "examples/config.toml must document the defaults"
+        );
     }
 
     #[test]
@@ -154,7 +171,9 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.listen.port(), 9100);
         assert_eq!(cfg.database_url, "postgres://x@h/db");
-        assert!(cfg.apply_env(|k| (k == "ALMANAC_LISTEN").then(|| "nope".into())).is_err());
+        assert!(cfg
+            .apply_env(|k| (k == "ALMANAC_LISTEN").then(|| "nope".into()))
+            .is_err());
     }
 
     #[test]

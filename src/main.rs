@@ -72,7 +72,10 @@ fn read_password(from_stdin: bool) -> Result<(String, bool)> {
         return Ok((almanac::auth::generate_password(), true));
     }
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
     let pw = line.trim_end_matches(['\r', '\n']).to_owned();
     if pw.is_empty() {
         bail!("empty password on stdin");
@@ -83,7 +86,9 @@ fn read_password(from_stdin: bool) -> Result<(String, bool)> {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run(cli.command, config))
 }
 
@@ -104,7 +109,11 @@ async fn run(command: Command, config: Config) -> Result<()> {
         Command::User(cmd) => {
             let st = open(&config).await?;
             match cmd {
-                UserCmd::Add { name, email, password_stdin } => {
+                UserCmd::Add {
+                    name,
+                    email,
+                    password_stdin,
+                } => {
                     let (pw, generated) = read_password(password_stdin)?;
                     users::add_user(st.as_ref(), &name, email.as_deref(), &pw).await?;
                     println!("created user {name} with calendar /calendars/{name}/default/");
@@ -112,7 +121,10 @@ async fn run(command: Command, config: Config) -> Result<()> {
                         println!("password: {pw}");
                     }
                 }
-                UserCmd::Passwd { name, password_stdin } => {
+                UserCmd::Passwd {
+                    name,
+                    password_stdin,
+                } => {
                     let (pw, generated) = read_password(password_stdin)?;
                     users::set_password(st.as_ref(), &name, &pw).await?;
                     println!("password of {name} changed");
@@ -143,18 +155,34 @@ async fn run(command: Command, config: Config) -> Result<()> {
                     println!("{pw}");
                 }
                 AppPasswordCmd::List { name } => {
-                    let p = st.principal_by_name(&name).await?.with_context(|| format!("no user {name:?}"))?;
+                    let p = st
+                        .principal_by_name(&name)
+                        .await?
+                        .with_context(|| format!("no user {name:?}"))?;
                     for a in st.app_passwords(p.id).await? {
-                        let used = a.last_used_at.map_or("never".into(), almanac::timefmt::rfc3339);
-                        println!("{}\tcreated {}\tlast used {used}", a.label, almanac::timefmt::rfc3339(a.created_at));
+                        let used = a
+                            .last_used_at
+                            .map_or("never".into(), almanac::timefmt::rfc3339);
+                        println!(
+                            "{}\tcreated {}\tlast used {used}",
+                            a.label,
+                            almanac::timefmt::rfc3339(a.created_at)
+                        );
                     }
                 }
                 AppPasswordCmd::Revoke { name, label } => {
-                    let p = st.principal_by_name(&name).await?.with_context(|| format!("no user {name:?}"))?;
-                    st.revoke_app_password(p.id, &label).await.map_err(|e| match e {
-                        store::StoreError::NotFound => anyhow::anyhow!("{name} has no app password {label:?}"),
-                        e => e.into(),
-                    })?;
+                    let p = st
+                        .principal_by_name(&name)
+                        .await?
+                        .with_context(|| format!("no user {name:?}"))?;
+                    st.revoke_app_password(p.id, &label)
+                        .await
+                        .map_err(|e| match e {
+                            store::StoreError::NotFound => {
+                                anyhow::anyhow!("{name} has no app password {label:?}")
+                            }
+                            e => e.into(),
+                        })?;
                     println!("revoked {label}");
                 }
             }
@@ -164,8 +192,12 @@ async fn run(command: Command, config: Config) -> Result<()> {
 }
 
 async fn serve(config: Config) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log).context("invalid log filter")?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&config.log).context("invalid log filter")?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let st = open(&config).await?;
     if let Some(pw) = users::ensure_admin(st.as_ref(), config.admin_password.as_deref()).await? {
         eprintln!("created user admin with password: {pw}");

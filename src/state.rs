@@ -21,6 +21,10 @@ impl AppState {
             config.auth.cache_seconds,
             config.auth.failures_before_delay,
         );
-        AppState { store, config: Arc::new(config), auth }
+        AppState {
+            store,
+            config: Arc::new(config),
+            auth,
+        }
     }
 }

@@ -27,9 +27,15 @@ fn split(ts: i64) -> (i64, u32, u32, i64, i64, i64, i64) {
 /// `Sun, 06 Nov 1994 08:49:37 GMT`
 pub fn http_date(ts: i64) -> String {
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let (y, m, d, hh, mm, ss, wd) = split(ts);
-    format!("{}, {d:02} {} {y:04} {hh:02}:{mm:02}:{ss:02} GMT", DAYS[wd as usize], MONTHS[m as usize - 1])
+    format!(
+        "{}, {d:02} {} {y:04} {hh:02}:{mm:02}:{ss:02} GMT",
+        DAYS[wd as usize],
+        MONTHS[m as usize - 1]
+    )
 }
 
 /// `1994-11-06T08:49:37Z`

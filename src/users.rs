@@ -38,15 +38,25 @@ pub fn valid_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || b"._-@+".contains(c))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-@+".contains(c))
 }
 
 fn valid_email(e: &str) -> bool {
-    let Some((local, domain)) = e.split_once('@') else { return false };
-    !local.is_empty() && !domain.is_empty() && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+    let Some((local, domain)) = e.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.is_empty()
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-pub async fn add_user(store: &dyn Store, name: &str, email: Option<&str>, password: &str) -> Result<Principal, UserError> {
+pub async fn add_user(
+    store: &dyn Store,
+    name: &str,
+    email: Option<&str>,
+    password: &str,
+) -> Result<Principal, UserError> {
     if !valid_name(name) {
         return Err(UserError::InvalidName(name.into()));
     }
@@ -59,10 +69,13 @@ pub async fn add_user(store: &dyn Store, name: &str, email: Option<&str>, passwo
         }
     }
     let hash = auth::hash_password(password).map_err(|e| UserError::Hash(e.to_string()))?;
-    store.create_principal(name, email, &hash, &default_calendar()).await.map_err(|e| match e {
-        StoreError::AlreadyExists => UserError::Exists(name.into()),
-        e => e.into(),
-    })
+    store
+        .create_principal(name, email, &hash, &default_calendar())
+        .await
+        .map_err(|e| match e {
+            StoreError::AlreadyExists => UserError::Exists(name.into()),
+            e => e.into(),
+        })
 }
 
 pub async fn set_password(store: &dyn Store, name: &str, password: &str) -> Result<(), UserError> {
@@ -77,25 +90,41 @@ pub async fn set_password(store: &dyn Store, name: &str, password: &str) -> Resu
 }
 
 /// Creates an app password and returns it; only its hash is stored.
-pub async fn add_app_password(store: &dyn Store, user: &str, label: &str) -> Result<String, UserError> {
-    let p = store.principal_by_name(user).await?.ok_or_else(|| UserError::NoSuchUser(user.into()))?;
+pub async fn add_app_password(
+    store: &dyn Store,
+    user: &str,
+    label: &str,
+) -> Result<String, UserError> {
+    let p = store
+        .principal_by_name(user)
+        .await?
+        .ok_or_else(|| UserError::NoSuchUser(user.into()))?;
     let (lookup, full) = auth::generate_app_password();
     let hash = auth::hash_password(&full).map_err(|e| UserError::Hash(e.to_string()))?;
-    store.add_app_password(p.id, label, &lookup, &hash).await.map_err(|e| match e {
-        StoreError::AlreadyExists => UserError::Exists(format!("{user}/{label}")),
-        e => e.into(),
-    })?;
+    store
+        .add_app_password(p.id, label, &lookup, &hash)
+        .await
+        .map_err(|e| match e {
+            StoreError::AlreadyExists => UserError::Exists(format!("{user}/{label}")),
+            e => e.into(),
+        })?;
     Ok(full)
 }
 
 /// On first start with no users: creates `admin`. Returns the password when it was generated
 /// (the caller prints it once).
-pub async fn ensure_admin(store: &dyn Store, password: Option<&str>) -> Result<Option<String>, UserError> {
+pub async fn ensure_admin(
+    store: &dyn Store,
+    password: Option<&str>,
+) -> Result<Option<String>, UserError> {
     if store.principal_count().await? > 0 {
         return Ok(None);
     }
     let generated = password.is_none().then(auth::generate_password);
-    let pw = password.map(str::to_owned).or_else(|| generated.clone()).unwrap_or_default();
+    let pw = password
+        .map(str::to_owned)
+        .or_else(|| generated.clone())
+        .unwrap_or_default();
     match add_user(store, "admin", None, &pw).await {
         // Another process sharing the database created it first.
         Err(UserError::Exists(_)) => Ok(None),

@@ -9,7 +9,9 @@ use crate::dav::path::{self, DavPath};
 use crate::dav::xml::{self, Element, QName, XmlWriter, NS_CALDAV, NS_DAV};
 use crate::dav::{xml_response, DavError, DavResult};
 use crate::ical::{self, CalendarObject, ComponentKind, InvalidObject};
-use crate::store::{Collection, CollectionPatch, DeadProp, LiveProp, NewCalendar, ObjectMeta, StoreError};
+use crate::store::{
+    Collection, CollectionPatch, DeadProp, LiveProp, NewCalendar, ObjectMeta, StoreError,
+};
 use crate::timefmt::http_date;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -47,9 +49,15 @@ pub fn parse_propfind(body: &[u8]) -> DavResult<PropFind> {
     } else if root.child(NS_DAV, "propname").is_some() {
         Ok(PropFind::PropName)
     } else if root.child(NS_DAV, "allprop").is_some() {
-        Ok(PropFind::AllProp(root.child(NS_DAV, "include").map(prop_names).unwrap_or_default()))
+        Ok(PropFind::AllProp(
+            root.child(NS_DAV, "include")
+                .map(prop_names)
+                .unwrap_or_default(),
+        ))
     } else {
-        Err(DavError::BadRequest("DAV:propfind needs prop, propname or allprop".into()))
+        Err(DavError::BadRequest(
+            "DAV:propfind needs prop, propname or allprop".into(),
+        ))
     }
 }
 
@@ -70,7 +78,11 @@ pub async fn prop_response(ctx: &Ctx<'_>, r: &Res, what: &PropFind) -> DavResult
     match what {
         PropFind::Prop(names) => {
             let need_dead = names.iter().any(|n| ctx.live_prop(r, n).is_none());
-            let dead = if need_dead { dead_props_of(ctx, r).await? } else { Vec::new() };
+            let dead = if need_dead {
+                dead_props_of(ctx, r).await?
+            } else {
+                Vec::new()
+            };
             for n in names {
                 if let Some(v) = ctx.live_prop(r, n) {
                     resp.found.push((n.clone(), v));
@@ -96,7 +108,8 @@ pub async fn prop_response(ctx: &Ctx<'_>, r: &Res, what: &PropFind) -> DavResult
                 }
             }
             for d in dead_props_of(ctx, r).await? {
-                resp.found.push((QName::new(&d.ns, &d.local), PropValue::Dead(d.xml)));
+                resp.found
+                    .push((QName::new(&d.ns, &d.local), PropValue::Dead(d.xml)));
             }
         }
         PropFind::PropName => {
@@ -107,7 +120,8 @@ pub async fn prop_response(ctx: &Ctx<'_>, r: &Res, what: &PropFind) -> DavResult
                 }
             }
             for d in dead_props_of(ctx, r).await? {
-                resp.found.push((QName::new(&d.ns, &d.local), PropValue::Empty));
+                resp.found
+                    .push((QName::new(&d.ns, &d.local), PropValue::Empty));
             }
         }
     }
@@ -121,10 +135,18 @@ async fn children(ctx: &Ctx<'_>, r: &Res) -> DavResult<Vec<Res>> {
         Res::Root => vec![Res::PrincipalsRoot, Res::CalendarsRoot],
         Res::PrincipalsRoot => vec![Res::Principal],
         Res::CalendarsRoot => vec![Res::Home(store.home(ctx.me.id).await?)],
-        Res::Home(_) => store.calendars(ctx.me.id).await?.into_iter().map(Res::Calendar).collect(),
-        Res::Calendar(c) => {
-            store.object_metas(c.id).await?.into_iter().map(|m| Res::Object(c.clone(), m)).collect()
-        }
+        Res::Home(_) => store
+            .calendars(ctx.me.id)
+            .await?
+            .into_iter()
+            .map(Res::Calendar)
+            .collect(),
+        Res::Calendar(c) => store
+            .object_metas(c.id)
+            .await?
+            .into_iter()
+            .map(|m| Res::Object(c.clone(), m))
+            .collect(),
         _ => Vec::new(),
     })
 }
@@ -158,7 +180,12 @@ fn valid_timezone(text: &str) -> bool {
         Ok(tops) => {
             tops.len() == 1
                 && tops[0].name == "VCALENDAR"
-                && tops[0].children.iter().filter(|c| c.name == "VTIMEZONE").count() == 1
+                && tops[0]
+                    .children
+                    .iter()
+                    .filter(|c| c.name == "VTIMEZONE")
+                    .count()
+                    == 1
                 && tops[0].children.iter().all(|c| c.name == "VTIMEZONE")
         }
         Err(_) => false,
@@ -170,12 +197,21 @@ fn is_live(q: &QName) -> bool {
 }
 
 fn dead_prop(p: &Element) -> DeadProp {
-    DeadProp { ns: p.name.ns.clone(), local: p.name.local.clone(), xml: p.to_fragment() }
+    DeadProp {
+        ns: p.name.ns.clone(),
+        local: p.name.local.clone(),
+        xml: p.to_fragment(),
+    }
 }
 
 /// One instruction of a PROPPATCH, checked and added to `patch`; the error is the status the
 /// property gets.
-fn patch_one(is_cal: bool, p: &Element, set: bool, patch: &mut CollectionPatch) -> Result<(), StatusCode> {
+fn patch_one(
+    is_cal: bool,
+    p: &Element,
+    set: bool,
+    patch: &mut CollectionPatch,
+) -> Result<(), StatusCode> {
     let q = &p.name;
     let live = match (q.ns.as_str(), q.local.as_str()) {
         (NS_DAV, "displayname") => Some(LiveProp::DisplayName),
@@ -196,8 +232,12 @@ fn patch_one(is_cal: bool, p: &Element, set: bool, patch: &mut CollectionPatch) 
         }
         None => {
             // Later instructions win over earlier ones for the same property (§9.2).
-            patch.set_dead.retain(|d| !(d.ns == q.ns && d.local == q.local));
-            patch.remove_dead.retain(|(ns, l)| !(*ns == q.ns && *l == q.local));
+            patch
+                .set_dead
+                .retain(|d| !(d.ns == q.ns && d.local == q.local));
+            patch
+                .remove_dead
+                .retain(|(ns, l)| !(*ns == q.ns && *l == q.local));
             if set {
                 patch.set_dead.push(dead_prop(p));
             } else {
@@ -210,7 +250,12 @@ fn patch_one(is_cal: bool, p: &Element, set: bool, patch: &mut CollectionPatch) 
 
 /// PROPPATCH: every instruction succeeds or none is applied (RFC 4918 §9.2); when one fails,
 /// it carries its own status and all others 424.
-pub async fn proppatch(ctx: &Ctx<'_>, r: &Res, c: &Collection, req: &Request<'_>) -> DavResult<Response> {
+pub async fn proppatch(
+    ctx: &Ctx<'_>,
+    r: &Res,
+    c: &Collection,
+    req: &Request<'_>,
+) -> DavResult<Response> {
     let root = xml::parse(&req.body)?;
     if !root.is(NS_DAV, "propertyupdate") {
         return Err(DavError::BadRequest("expected DAV:propertyupdate".into()));
@@ -224,9 +269,14 @@ pub async fn proppatch(ctx: &Ctx<'_>, r: &Res, c: &Collection, req: &Request<'_>
         } else if op.is(NS_DAV, "remove") {
             false
         } else {
-            return Err(DavError::BadRequest(format!("unexpected {} in propertyupdate", op.name)));
+            return Err(DavError::BadRequest(format!(
+                "unexpected {} in propertyupdate",
+                op.name
+            )));
         };
-        let prop = op.child(NS_DAV, "prop").ok_or_else(|| DavError::BadRequest("set/remove without prop".into()))?;
+        let prop = op
+            .child(NS_DAV, "prop")
+            .ok_or_else(|| DavError::BadRequest("set/remove without prop".into()))?;
         for p in prop.elements() {
             outcomes.push((p.name.clone(), patch_one(is_cal, p, set, &mut patch)));
         }
@@ -234,7 +284,8 @@ pub async fn proppatch(ctx: &Ctx<'_>, r: &Res, c: &Collection, req: &Request<'_>
     let mut resp = PropResponse::new(ctx.href(r));
     if outcomes.iter().any(|(_, o)| o.is_err()) {
         for (q, o) in outcomes {
-            resp.other.push((q, o.err().unwrap_or(StatusCode::FAILED_DEPENDENCY)));
+            resp.other
+                .push((q, o.err().unwrap_or(StatusCode::FAILED_DEPENDENCY)));
         }
     } else {
         ctx.st.store.patch_collection(c.id, &patch).await?;
@@ -254,31 +305,52 @@ fn parse_components(e: &Element) -> DavResult<Vec<ComponentKind>> {
     for c in e.children_named(NS_CALDAV, "comp") {
         let name = c.attr("name").unwrap_or_default();
         let k = ComponentKind::parse(name).ok_or_else(|| {
-            pre(StatusCode::FORBIDDEN, NS_CALDAV, "supported-calendar-component")
-                .with_detail(format!("component {name:?} is not supported"))
+            pre(
+                StatusCode::FORBIDDEN,
+                NS_CALDAV,
+                "supported-calendar-component",
+            )
+            .with_detail(format!("component {name:?} is not supported"))
         })?;
         if !out.contains(&k) {
             out.push(k);
         }
     }
     if out.is_empty() {
-        return Err(pre(StatusCode::FORBIDDEN, NS_CALDAV, "supported-calendar-component")
-            .with_detail("no component named"));
+        return Err(pre(
+            StatusCode::FORBIDDEN,
+            NS_CALDAV,
+            "supported-calendar-component",
+        )
+        .with_detail("no component named"));
     }
     Ok(out)
 }
 
 /// MKCALENDAR, or extended MKCOL (RFC 5689) whose resourcetype asks for a calendar.
-pub async fn mkcalendar(ctx: &Ctx<'_>, name: &str, req: &Request<'_>, extended: bool) -> DavResult<Response> {
+pub async fn mkcalendar(
+    ctx: &Ctx<'_>,
+    name: &str,
+    req: &Request<'_>,
+    extended: bool,
+) -> DavResult<Response> {
     let mut new = NewCalendar {
         name: name.to_owned(),
-        components: vec![ComponentKind::Event, ComponentKind::Todo, ComponentKind::Journal],
+        components: vec![
+            ComponentKind::Event,
+            ComponentKind::Todo,
+            ComponentKind::Journal,
+        ],
         ..Default::default()
     };
     let mut is_calendar = !extended;
     if !is_blank(&req.body) {
         let root = xml::parse(&req.body)?;
-        let (ns, local) = if extended { (NS_DAV, "mkcol") } else { (NS_CALDAV, "mkcalendar") };
+        let (ns, local) = if extended {
+            (NS_DAV, "mkcol")
+        } else {
+            (NS_CALDAV, "mkcalendar")
+        };
         if !root.is(ns, local) {
             return Err(if extended {
                 DavError::Status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
@@ -287,7 +359,9 @@ pub async fn mkcalendar(ctx: &Ctx<'_>, name: &str, req: &Request<'_>, extended: 
             });
         }
         for set in root.children_named(NS_DAV, "set") {
-            let Some(prop) = set.child(NS_DAV, "prop") else { continue };
+            let Some(prop) = set.child(NS_DAV, "prop") else {
+                continue;
+            };
             for p in prop.elements() {
                 match (p.name.ns.as_str(), p.name.local.as_str()) {
                     // DAVx5 sends resourcetype inside MKCALENDAR too; RFC 5689 needs it.
@@ -304,15 +378,25 @@ pub async fn mkcalendar(ctx: &Ctx<'_>, name: &str, req: &Request<'_>, extended: 
                     (NS_CALDAV, "calendar-timezone") => {
                         let tz = p.text();
                         if !valid_timezone(&tz) {
-                            return Err(pre(StatusCode::FORBIDDEN, NS_CALDAV, "valid-calendar-data")
-                                .with_detail("calendar-timezone must hold exactly one VTIMEZONE"));
+                            return Err(pre(
+                                StatusCode::FORBIDDEN,
+                                NS_CALDAV,
+                                "valid-calendar-data",
+                            )
+                            .with_detail("calendar-timezone must hold exactly one VTIMEZONE"));
                         }
                         new.timezone = Some(tz);
                     }
-                    (NS_CALDAV, "supported-calendar-component-set") => new.components = parse_components(p)?,
+                    (NS_CALDAV, "supported-calendar-component-set") => {
+                        new.components = parse_components(p)?
+                    }
                     _ if is_live(&p.name) => {
-                        return Err(pre(StatusCode::FORBIDDEN, NS_DAV, "cannot-modify-protected-property")
-                            .with_detail(format!("{} is protected", p.name)))
+                        return Err(pre(
+                            StatusCode::FORBIDDEN,
+                            NS_DAV,
+                            "cannot-modify-protected-property",
+                        )
+                        .with_detail(format!("{} is protected", p.name)))
                     }
                     _ => new.dead_props.push(dead_prop(p)),
                 }
@@ -326,12 +410,17 @@ pub async fn mkcalendar(ctx: &Ctx<'_>, name: &str, req: &Request<'_>, extended: 
     match ctx.st.store.create_calendar(ctx.me.id, &new).await {
         Ok(_) => {}
         Err(StoreError::AlreadyExists) => {
-            return Err(pre(StatusCode::METHOD_NOT_ALLOWED, NS_DAV, "resource-must-be-null"))
+            return Err(pre(
+                StatusCode::METHOD_NOT_ALLOWED,
+                NS_DAV,
+                "resource-must-be-null",
+            ))
         }
         Err(e) => return Err(e.into()),
     }
     let mut r = StatusCode::CREATED.into_response();
-    r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     Ok(r)
 }
 
@@ -341,14 +430,32 @@ fn etag_header(r: &mut Response, etag: &str) {
     }
 }
 
-pub async fn get(ctx: &Ctx<'_>, c: &Collection, o: &ObjectMeta, req: &Request<'_>) -> DavResult<Response> {
-    let obj = ctx.st.store.object(c.id, &o.name).await?.ok_or(DavError::Status(StatusCode::NOT_FOUND))?;
+pub async fn get(
+    ctx: &Ctx<'_>,
+    c: &Collection,
+    o: &ObjectMeta,
+    req: &Request<'_>,
+) -> DavResult<Response> {
+    let obj = ctx
+        .st
+        .store
+        .object(c.id, &o.name)
+        .await?
+        .ok_or(DavError::Status(StatusCode::NOT_FOUND))?;
     let cond = headers::precondition(req.headers)?;
     let etag = obj.meta.etag.as_str();
-    if cond.if_match.as_ref().is_some_and(|m| !m.matches(Some(etag))) {
+    if cond
+        .if_match
+        .as_ref()
+        .is_some_and(|m| !m.matches(Some(etag)))
+    {
         return Err(DavError::Status(StatusCode::PRECONDITION_FAILED));
     }
-    if cond.if_none_match.as_ref().is_some_and(|m| m.matches(Some(etag))) {
+    if cond
+        .if_none_match
+        .as_ref()
+        .is_some_and(|m| m.matches(Some(etag)))
+    {
         let mut r = StatusCode::NOT_MODIFIED.into_response();
         etag_header(&mut r, etag);
         return Ok(r);
@@ -357,7 +464,8 @@ pub async fn get(ctx: &Ctx<'_>, c: &Collection, o: &ObjectMeta, req: &Request<'_
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_str(&content_type(&obj.meta.component)).expect("component names are ASCII"),
+        HeaderValue::from_str(&content_type(&obj.meta.component))
+            .expect("component names are ASCII"),
     );
     if let Ok(v) = HeaderValue::from_str(&http_date(obj.meta.modified_at)) {
         h.insert(header::LAST_MODIFIED, v);
@@ -391,39 +499,75 @@ fn object_name(req: &Request<'_>) -> DavResult<String> {
 pub async fn put(ctx: &Ctx<'_>, c: &Collection, req: &Request<'_>) -> DavResult<Response> {
     let name = object_name(req)?;
     if let Some(ct) = req.headers.get(header::CONTENT_TYPE) {
-        let media = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let media = ct
+            .to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if media != "text/calendar" {
-            return Err(pre(StatusCode::FORBIDDEN, NS_CALDAV, "supported-calendar-data")
-                .with_detail(format!("content type {media:?} is not text/calendar")));
+            return Err(
+                pre(StatusCode::FORBIDDEN, NS_CALDAV, "supported-calendar-data")
+                    .with_detail(format!("content type {media:?} is not text/calendar")),
+            );
         }
     }
     if req.body.len() as u64 > ctx.st.config.limits.max_resource_size {
         return Err(pre(StatusCode::FORBIDDEN, NS_CALDAV, "max-resource-size"));
     }
-    let text = std::str::from_utf8(&req.body)
-        .map_err(|_| pre(StatusCode::FORBIDDEN, NS_CALDAV, "valid-calendar-data").with_detail("body is not UTF-8"))?;
+    let text = std::str::from_utf8(&req.body).map_err(|_| {
+        pre(StatusCode::FORBIDDEN, NS_CALDAV, "valid-calendar-data")
+            .with_detail("body is not UTF-8")
+    })?;
     let obj = CalendarObject::from_ics(text.to_owned()).map_err(|e| match e {
-        InvalidObject::Data(d) => pre(StatusCode::FORBIDDEN, NS_CALDAV, "valid-calendar-data").with_detail(d),
-        InvalidObject::ObjectResource(d) => {
-            pre(StatusCode::FORBIDDEN, NS_CALDAV, "valid-calendar-object-resource").with_detail(d)
+        InvalidObject::Data(d) => {
+            pre(StatusCode::FORBIDDEN, NS_CALDAV, "valid-calendar-data").with_detail(d)
         }
+        InvalidObject::ObjectResource(d) => pre(
+            StatusCode::FORBIDDEN,
+            NS_CALDAV,
+            "valid-calendar-object-resource",
+        )
+        .with_detail(d),
     })?;
     if !c.components.contains(&obj.index.component) {
-        return Err(pre(StatusCode::FORBIDDEN, NS_CALDAV, "supported-calendar-component")
-            .with_detail(format!("this calendar does not take {}", obj.index.component.as_str())));
+        return Err(pre(
+            StatusCode::FORBIDDEN,
+            NS_CALDAV,
+            "supported-calendar-component",
+        )
+        .with_detail(format!(
+            "this calendar does not take {}",
+            obj.index.component.as_str()
+        )));
     }
     let cond = headers::precondition(req.headers)?;
     let quota = ctx.st.config.limits.quota_bytes as i64;
-    let outcome =
-        ctx.st.store.put_object(c.id, &name, &obj, &cond, quota).await.map_err(|e| store_error(ctx, &c.name, e))?;
-    let status = if outcome.created { StatusCode::CREATED } else { StatusCode::NO_CONTENT };
+    let outcome = ctx
+        .st
+        .store
+        .put_object(c.id, &name, &obj, &cond, quota)
+        .await
+        .map_err(|e| store_error(ctx, &c.name, e))?;
+    let status = if outcome.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::NO_CONTENT
+    };
     let mut r = status.into_response();
     // The stored bytes are the bytes sent, so the strong ETag may be returned (RFC 4791 §5.3.4).
     etag_header(&mut r, &crate::store::etag_of(obj.raw.as_bytes()));
     Ok(r)
 }
 
-pub async fn delete_object(ctx: &Ctx<'_>, c: &Collection, o: &ObjectMeta, req: &Request<'_>) -> DavResult<Response> {
+pub async fn delete_object(
+    ctx: &Ctx<'_>,
+    c: &Collection,
+    o: &ObjectMeta,
+    req: &Request<'_>,
+) -> DavResult<Response> {
     let cond = headers::precondition(req.headers)?;
     ctx.st.store.delete_object(c.id, &o.name, &cond).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -454,13 +598,22 @@ pub async fn copy_move(
     if owner != ctx.me.name {
         return Err(DavError::Status(StatusCode::FORBIDDEN));
     }
-    let dst = ctx.st.store.calendar(ctx.me.id, &dcal).await?.ok_or(DavError::Status(StatusCode::CONFLICT))?;
+    let dst = ctx
+        .st
+        .store
+        .calendar(ctx.me.id, &dcal)
+        .await?
+        .ok_or(DavError::Status(StatusCode::CONFLICT))?;
     if dst.id == c.id && dname == o.name {
         return Err(DavError::Status(StatusCode::FORBIDDEN));
     }
     let kind = ComponentKind::parse(&o.component).unwrap_or(ComponentKind::Event);
     if !dst.components.contains(&kind) {
-        return Err(pre(StatusCode::FORBIDDEN, NS_CALDAV, "supported-calendar-component"));
+        return Err(pre(
+            StatusCode::FORBIDDEN,
+            NS_CALDAV,
+            "supported-calendar-component",
+        ));
     }
     let overwrite = headers::overwrite(req.headers)?;
     let cond = headers::precondition(req.headers)?;
@@ -468,9 +621,15 @@ pub async fn copy_move(
     let outcome = ctx
         .st
         .store
-        .transfer_object(c.id, &o.name, dst.id, &dname, overwrite, is_move, &cond, quota)
+        .transfer_object(
+            c.id, &o.name, dst.id, &dname, overwrite, is_move, &cond, quota,
+        )
         .await
         .map_err(|e| store_error(ctx, &dst.name, e))?;
-    let status = if outcome.created { StatusCode::CREATED } else { StatusCode::NO_CONTENT };
+    let status = if outcome.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::NO_CONTENT
+    };
     Ok(status.into_response())
 }

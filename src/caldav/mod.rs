@@ -39,14 +39,20 @@ pub async fn handle(st: &AppState, me: &Principal, req: Request<'_>) -> DavResul
     let result = match (m, &res) {
         ("OPTIONS", _) => Ok(options(&res)),
         ("PROPFIND", _) => methods::propfind(&mut ctx, &res, &req).await,
-        ("PROPPATCH", Res::Home(c) | Res::Calendar(c)) => methods::proppatch(&ctx, &res, c, &req).await,
-        ("MKCALENDAR", Res::NewCalendar(name)) => methods::mkcalendar(&ctx, name, &req, false).await,
+        ("PROPPATCH", Res::Home(c) | Res::Calendar(c)) => {
+            methods::proppatch(&ctx, &res, c, &req).await
+        }
+        ("MKCALENDAR", Res::NewCalendar(name)) => {
+            methods::mkcalendar(&ctx, name, &req, false).await
+        }
         ("MKCOL", Res::NewCalendar(name)) => methods::mkcalendar(&ctx, name, &req, true).await,
         ("GET" | "HEAD", Res::Object(c, o)) => methods::get(&ctx, c, o, &req).await,
         ("PUT", Res::Object(c, _) | Res::NewObject(c, _)) => methods::put(&ctx, c, &req).await,
         ("DELETE", Res::Object(c, o)) => methods::delete_object(&ctx, c, o, &req).await,
         ("DELETE", Res::Calendar(c)) => methods::delete_calendar(&ctx, c).await,
-        ("COPY" | "MOVE", Res::Object(c, o)) => methods::copy_move(&ctx, c, o, &req, m == "MOVE").await,
+        ("COPY" | "MOVE", Res::Object(c, o)) => {
+            methods::copy_move(&ctx, c, o, &req, m == "MOVE").await
+        }
         ("REPORT", Res::Home(_) | Res::Calendar(_)) => report::report(&mut ctx, &res, &req).await,
         _ => Err(not_allowed(&res, m)),
     };
@@ -70,14 +76,20 @@ fn not_allowed(res: &Res, method: &str) -> DavError {
     match (res, method) {
         // Nothing exists here: a method that needs a resource finds none.
         (Res::NewObject(..) | Res::NewCalendar(_) | Res::Orphan, "MKCALENDAR" | "MKCOL") => {
-            DavError::precondition(StatusCode::FORBIDDEN, NS_CALDAV, "calendar-collection-location-ok")
+            DavError::precondition(
+                StatusCode::FORBIDDEN,
+                NS_CALDAV,
+                "calendar-collection-location-ok",
+            )
         }
         (Res::Orphan, "PUT") => DavError::Status(StatusCode::CONFLICT),
         (r, _) if !r.exists() => DavError::Status(StatusCode::NOT_FOUND),
         // RFC 4918 §9.3.1 / RFC 4791 §5.3.1: the target of MKCOL/MKCALENDAR must not exist.
-        (_, "MKCALENDAR" | "MKCOL") => {
-            DavError::precondition(StatusCode::METHOD_NOT_ALLOWED, NS_DAV, "resource-must-be-null")
-        }
+        (_, "MKCALENDAR" | "MKCOL") => DavError::precondition(
+            StatusCode::METHOD_NOT_ALLOWED,
+            NS_DAV,
+            "resource-must-be-null",
+        ),
         _ => DavError::Status(StatusCode::METHOD_NOT_ALLOWED),
     }
 }

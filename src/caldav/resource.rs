@@ -34,10 +34,14 @@ impl Res {
     /// Methods this resource supports: the single source of `Allow` and of 405 decisions.
     pub fn allowed(&self) -> &'static [&'static str] {
         match self {
-            Res::Root | Res::PrincipalsRoot | Res::CalendarsRoot | Res::Principal => &["OPTIONS", "PROPFIND"],
+            Res::Root | Res::PrincipalsRoot | Res::CalendarsRoot | Res::Principal => {
+                &["OPTIONS", "PROPFIND"]
+            }
             Res::Home(_) => &["OPTIONS", "PROPFIND", "PROPPATCH", "REPORT"],
             Res::Calendar(_) => &["OPTIONS", "PROPFIND", "PROPPATCH", "REPORT", "DELETE"],
-            Res::Object(..) => &["OPTIONS", "GET", "HEAD", "PUT", "DELETE", "PROPFIND", "COPY", "MOVE"],
+            Res::Object(..) => &[
+                "OPTIONS", "GET", "HEAD", "PUT", "DELETE", "PROPFIND", "COPY", "MOVE",
+            ],
             Res::NewCalendar(_) => &["OPTIONS", "MKCALENDAR", "MKCOL"],
             Res::NewObject(..) => &["OPTIONS", "PUT"],
             Res::Orphan => &["OPTIONS"],
@@ -91,7 +95,9 @@ impl<'a> Ctx<'a> {
             DavPath::Object(_, c, o) => match store.calendar(self.me.id, c).await? {
                 None => Res::Orphan,
                 Some(col) => {
-                    let mut metas = store.object_metas_named(col.id, std::slice::from_ref(o)).await?;
+                    let mut metas = store
+                        .object_metas_named(col.id, std::slice::from_ref(o))
+                        .await?;
                     match metas.pop() {
                         Some(m) => Res::Object(col, m),
                         None => Res::NewObject(col, o.clone()),
@@ -102,7 +108,12 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn sync_token(&self, c: &Collection) -> String {
-        format!("urn:almanac:sync:{}:{}:{}", self.st.store.instance_id(), c.id, c.revision)
+        format!(
+            "urn:almanac:sync:{}:{}:{}",
+            self.st.store.instance_id(),
+            c.id,
+            c.revision
+        )
     }
 
     /// Parses a sync token of collection `c`; any other token is `None`.
@@ -110,7 +121,10 @@ impl<'a> Ctx<'a> {
         let rest = token.strip_prefix("urn:almanac:sync:")?;
         let mut it = rest.split(':');
         let (inst, id, rev) = (it.next()?, it.next()?, it.next()?);
-        if it.next().is_some() || inst != self.st.store.instance_id() || id.parse::<i64>().ok()? != c.id {
+        if it.next().is_some()
+            || inst != self.st.store.instance_id()
+            || id.parse::<i64>().ok()? != c.id
+        {
             return None;
         }
         rev.parse::<i64>().ok().filter(|r| *r >= 0)
@@ -146,7 +160,9 @@ impl<'a> Ctx<'a> {
             (NS_DAV, "current-user-principal") => Some(V::Href(path::principal_href(me))),
             (NS_DAV, "principal-collection-set") => Some(V::Href("/principals/".into())),
             (NS_DAV, "current-user-privilege-set") => Some(V::Privileges(privileges(r))),
-            (NS_DAV, "owner") if !matches!(r, Res::Root | Res::PrincipalsRoot | Res::CalendarsRoot) => {
+            (NS_DAV, "owner")
+                if !matches!(r, Res::Root | Res::PrincipalsRoot | Res::CalendarsRoot) =>
+            {
                 Some(V::Href(path::principal_href(me)))
             }
             _ => None,
@@ -155,12 +171,17 @@ impl<'a> Ctx<'a> {
             return common;
         }
         match r {
-            Res::Root | Res::PrincipalsRoot | Res::CalendarsRoot => match (q.ns.as_str(), q.local.as_str()) {
-                (NS_DAV, "resourcetype") => Some(V::Children(vec![(NS_DAV, "collection")])),
-                _ => None,
-            },
+            Res::Root | Res::PrincipalsRoot | Res::CalendarsRoot => {
+                match (q.ns.as_str(), q.local.as_str()) {
+                    (NS_DAV, "resourcetype") => Some(V::Children(vec![(NS_DAV, "collection")])),
+                    _ => None,
+                }
+            }
             Res::Principal => match (q.ns.as_str(), q.local.as_str()) {
-                (NS_DAV, "resourcetype") => Some(V::Children(vec![(NS_DAV, "collection"), (NS_DAV, "principal")])),
+                (NS_DAV, "resourcetype") => Some(V::Children(vec![
+                    (NS_DAV, "collection"),
+                    (NS_DAV, "principal"),
+                ])),
                 (NS_DAV, "displayname") => Some(V::Text(me.clone())),
                 (NS_DAV, "principal-URL") => Some(V::Href(path::principal_href(me))),
                 (NS_DAV, "supported-report-set") => Some(V::Reports(vec![])),
@@ -178,28 +199,41 @@ impl<'a> Ctx<'a> {
             Res::Home(c) | Res::Calendar(c) => {
                 let is_cal = matches!(r, Res::Calendar(_));
                 match (q.ns.as_str(), q.local.as_str()) {
-                    (NS_DAV, "resourcetype") if is_cal => {
-                        Some(V::Children(vec![(NS_DAV, "collection"), (NS_CALDAV, "calendar")]))
-                    }
+                    (NS_DAV, "resourcetype") if is_cal => Some(V::Children(vec![
+                        (NS_DAV, "collection"),
+                        (NS_CALDAV, "calendar"),
+                    ])),
                     (NS_DAV, "resourcetype") => Some(V::Children(vec![(NS_DAV, "collection")])),
                     (NS_DAV, "displayname") => c.displayname.clone().map(V::Text),
                     (NS_DAV, "creationdate") => Some(V::Text(rfc3339(c.created_at))),
                     (NS_DAV, "getlastmodified") => Some(V::Text(http_date(c.updated_at))),
-                    (NS_DAV, "sync-token") | (NS_CS, "getctag") => Some(V::Text(self.sync_token(c))),
+                    (NS_DAV, "sync-token") | (NS_CS, "getctag") => {
+                        Some(V::Text(self.sync_token(c)))
+                    }
                     (NS_DAV, "supported-report-set") if is_cal => Some(V::Reports(vec![
                         (NS_CALDAV, "calendar-multiget"),
                         (NS_CALDAV, "calendar-query"),
                         (NS_DAV, "sync-collection"),
                     ])),
-                    (NS_DAV, "supported-report-set") => Some(V::Reports(vec![(NS_DAV, "sync-collection")])),
-                    (NS_DAV, "quota-used-bytes") => self.quota().map(|(u, _)| V::Text(u.to_string())),
-                    (NS_DAV, "quota-available-bytes") => self.quota().map(|(_, a)| V::Text(a.to_string())),
-                    (NS_CALDAV, "calendar-description") if is_cal => c.description.clone().map(V::Text),
+                    (NS_DAV, "supported-report-set") => {
+                        Some(V::Reports(vec![(NS_DAV, "sync-collection")]))
+                    }
+                    (NS_DAV, "quota-used-bytes") => {
+                        self.quota().map(|(u, _)| V::Text(u.to_string()))
+                    }
+                    (NS_DAV, "quota-available-bytes") => {
+                        self.quota().map(|(_, a)| V::Text(a.to_string()))
+                    }
+                    (NS_CALDAV, "calendar-description") if is_cal => {
+                        c.description.clone().map(V::Text)
+                    }
                     (NS_CALDAV, "calendar-timezone") if is_cal => c.timezone.clone().map(V::Text),
                     (NS_CALDAV, "supported-calendar-component-set") if is_cal => {
                         Some(V::Comps(c.components.iter().map(|k| k.as_str()).collect()))
                     }
-                    (NS_CALDAV, "supported-calendar-data") if is_cal => Some(V::SupportedCalendarData),
+                    (NS_CALDAV, "supported-calendar-data") if is_cal => {
+                        Some(V::SupportedCalendarData)
+                    }
                     (NS_CALDAV, "max-resource-size") if is_cal => {
                         Some(V::Text(self.st.config.limits.max_resource_size.to_string()))
                     }
@@ -222,7 +256,10 @@ impl<'a> Ctx<'a> {
 
 /// `text/calendar; charset=utf-8; component=vevent` (RFC 4791 §4.1 component parameter).
 pub fn content_type(component: &str) -> String {
-    format!("text/calendar; charset=utf-8; component={}", component.to_ascii_lowercase())
+    format!(
+        "text/calendar; charset=utf-8; component={}",
+        component.to_ascii_lowercase()
+    )
 }
 
 fn privileges(r: &Res) -> Vec<(&'static str, &'static str)> {
@@ -238,7 +275,10 @@ fn privileges(r: &Res) -> Vec<(&'static str, &'static str)> {
             (NS_DAV, "read-current-user-privilege-set"),
             (NS_CALDAV, "read-free-busy"),
         ],
-        _ => vec![(NS_DAV, "read"), (NS_DAV, "read-current-user-privilege-set")],
+        _ => vec![
+            (NS_DAV, "read"),
+            (NS_DAV, "read-current-user-privilege-set"),
+        ],
     }
 }
 
@@ -249,7 +289,13 @@ pub fn allprop_names(r: &Res) -> Vec<QName> {
     let mut v = vec![QName::new(NS_DAV, "resourcetype")];
     match r {
         Res::Object(..) => {
-            for n in ["getetag", "getcontenttype", "getcontentlength", "getlastmodified", "creationdate"] {
+            for n in [
+                "getetag",
+                "getcontenttype",
+                "getcontentlength",
+                "getlastmodified",
+                "creationdate",
+            ] {
                 v.push(QName::new(NS_DAV, n));
             }
         }

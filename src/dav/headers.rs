@@ -47,8 +47,12 @@ fn etag_list(v: &str) -> DavResult<EtagMatch> {
     while !rest.is_empty() {
         let weak = rest.starts_with("W/");
         let r = if weak { &rest[2..] } else { rest };
-        let r = r.strip_prefix('"').ok_or_else(|| DavError::BadRequest(format!("invalid entity-tag list {v:?}")))?;
-        let end = r.find('"').ok_or_else(|| DavError::BadRequest(format!("unterminated entity-tag in {v:?}")))?;
+        let r = r
+            .strip_prefix('"')
+            .ok_or_else(|| DavError::BadRequest(format!("invalid entity-tag list {v:?}")))?;
+        let end = r
+            .find('"')
+            .ok_or_else(|| DavError::BadRequest(format!("unterminated entity-tag in {v:?}")))?;
         let tag = &r[..end];
         if tag.bytes().any(|b| b < 0x21 || b == 0x7f) {
             return Err(DavError::BadRequest(format!("invalid entity-tag in {v:?}")));
@@ -61,7 +65,9 @@ fn etag_list(v: &str) -> DavResult<EtagMatch> {
         if let Some(after) = rest.strip_prefix(',') {
             rest = after.trim_start();
         } else if !rest.is_empty() {
-            return Err(DavError::BadRequest(format!("invalid entity-tag list {v:?}")));
+            return Err(DavError::BadRequest(format!(
+                "invalid entity-tag list {v:?}"
+            )));
         }
     }
     if out.is_empty() && !cleaned.contains("W/") {
@@ -83,15 +89,21 @@ pub fn overwrite(h: &HeaderMap) -> DavResult<bool> {
         None => Ok(true),
         Some(v) if v.eq_ignore_ascii_case("T") => Ok(true),
         Some(v) if v.eq_ignore_ascii_case("F") => Ok(false),
-        Some(v) => Err(DavError::BadRequest(format!("invalid Overwrite header {v:?}"))),
+        Some(v) => Err(DavError::BadRequest(format!(
+            "invalid Overwrite header {v:?}"
+        ))),
     }
 }
 
 /// The path of the Destination header: an absolute URI (whose authority is not checked
 /// against ours: proxies rewrite it) or an absolute path.
 pub fn destination(h: &HeaderMap) -> DavResult<String> {
-    let v = header_str(h, "destination")?.ok_or_else(|| DavError::BadRequest("Destination header missing".into()))?;
-    let path = if let Some(rest) = v.strip_prefix("http://").or_else(|| v.strip_prefix("https://")) {
+    let v = header_str(h, "destination")?
+        .ok_or_else(|| DavError::BadRequest("Destination header missing".into()))?;
+    let path = if let Some(rest) = v
+        .strip_prefix("http://")
+        .or_else(|| v.strip_prefix("https://"))
+    {
         match rest.find('/') {
             Some(i) => &rest[i..],
             None => "/",
@@ -113,7 +125,10 @@ pub fn prefer_minimal(h: &HeaderMap) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|p| p.trim().eq_ignore_ascii_case("return=minimal"));
-    let brief = h.get("brief").and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim().eq_ignore_ascii_case("t"));
+    let brief = h
+        .get("brief")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("t"));
     prefer || brief
 }
 
@@ -133,15 +148,24 @@ mod tests {
     #[test]
     fn depth_values() {
         assert_eq!(depth(&hm(&[]), Depth::One).unwrap(), Depth::One);
-        assert_eq!(depth(&hm(&[("depth", "0")]), Depth::One).unwrap(), Depth::Zero);
-        assert_eq!(depth(&hm(&[("depth", "Infinity")]), Depth::One).unwrap(), Depth::Infinity);
+        assert_eq!(
+            depth(&hm(&[("depth", "0")]), Depth::One).unwrap(),
+            Depth::Zero
+        );
+        assert_eq!(
+            depth(&hm(&[("depth", "Infinity")]), Depth::One).unwrap(),
+            Depth::Infinity
+        );
         assert!(depth(&hm(&[("depth", "2")]), Depth::One).is_err());
     }
 
     #[test]
     fn etag_lists() {
         let p = precondition(&hm(&[("if-match", "\"a\", \"b\"")])).unwrap();
-        assert_eq!(p.if_match, Some(EtagMatch::List(vec!["\"a\"".into(), "\"b\"".into()])));
+        assert_eq!(
+            p.if_match,
+            Some(EtagMatch::List(vec!["\"a\"".into(), "\"b\"".into()]))
+        );
         let p = precondition(&hm(&[("if-none-match", "*")])).unwrap();
         assert_eq!(p.if_none_match, Some(EtagMatch::Any));
         let p = precondition(&hm(&[("if-match", "\\\"a\\\"")])).unwrap();
@@ -153,8 +177,14 @@ mod tests {
 
     #[test]
     fn destinations() {
-        assert_eq!(destination(&hm(&[("destination", "http://h:1/a/b?x")])).unwrap(), "/a/b");
-        assert_eq!(destination(&hm(&[("destination", "/a/b")])).unwrap(), "/a/b");
+        assert_eq!(
+            destination(&hm(&[("destination", "http://h:1/a/b?x")])).unwrap(),
+            "/a/b"
+        );
+        assert_eq!(
+            destination(&hm(&[("destination", "/a/b")])).unwrap(),
+            "/a/b"
+        );
         assert!(destination(&hm(&[("destination", "a/b")])).is_err());
         assert!(destination(&hm(&[])).is_err());
     }

@@ -35,14 +35,30 @@ pub enum DavError {
 
 impl DavError {
     pub fn precondition(status: StatusCode, ns: &'static str, name: &'static str) -> Self {
-        DavError::Precondition { status, ns, name, href: None, detail: None }
+        DavError::Precondition {
+            status,
+            ns,
+            name,
+            href: None,
+            detail: None,
+        }
     }
 
     pub fn with_detail(self, d: impl Into<String>) -> Self {
         match self {
-            DavError::Precondition { status, ns, name, href, .. } => {
-                DavError::Precondition { status, ns, name, href, detail: Some(d.into()) }
-            }
+            DavError::Precondition {
+                status,
+                ns,
+                name,
+                href,
+                ..
+            } => DavError::Precondition {
+                status,
+                ns,
+                name,
+                href,
+                detail: Some(d.into()),
+            },
             other => other,
         }
     }
@@ -59,7 +75,9 @@ impl DavError {
                 StoreError::UidConflict(_) => StatusCode::CONFLICT,
                 StoreError::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
                 StoreError::InvalidSyncToken => StatusCode::FORBIDDEN,
-                StoreError::Backend(_) | StoreError::Migrate(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                StoreError::Backend(_) | StoreError::Migrate(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
             },
         }
     }
@@ -89,8 +107,10 @@ fn error_body(ns: &str, name: &str, href: Option<&str>, detail: Option<&str>) ->
 
 pub fn xml_response(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml; charset=utf-8"),
+    );
     r
 }
 
@@ -98,9 +118,18 @@ impl IntoResponse for DavError {
     fn into_response(self) -> Response {
         let status = self.status();
         match &self {
-            DavError::Precondition { ns, name, href, detail, .. } => {
+            DavError::Precondition {
+                ns,
+                name,
+                href,
+                detail,
+                ..
+            } => {
                 tracing::debug!(%status, precondition = %name, detail = detail.as_deref().unwrap_or(""), "precondition failed");
-                xml_response(status, error_body(ns, name, href.as_deref(), detail.as_deref()))
+                xml_response(
+                    status,
+                    error_body(ns, name, href.as_deref(), detail.as_deref()),
+                )
             }
             DavError::Store(StoreError::InvalidSyncToken) => {
                 xml_response(status, error_body(NS_DAV, "valid-sync-token", None, None))
@@ -118,7 +147,11 @@ impl IntoResponse for DavError {
             }
             other => {
                 tracing::debug!(%status, "{other}");
-                (status, format!("{}\n", status.canonical_reason().unwrap_or(""))).into_response()
+                (
+                    status,
+                    format!("{}\n", status.canonical_reason().unwrap_or("")),
+                )
+                    .into_response()
             }
         }
     }

@@ -28,7 +28,11 @@ pub enum PropValue {
 }
 
 pub fn status_line(s: StatusCode) -> String {
-    format!("HTTP/1.1 {} {}", s.as_u16(), s.canonical_reason().unwrap_or(""))
+    format!(
+        "HTTP/1.1 {} {}",
+        s.as_u16(),
+        s.canonical_reason().unwrap_or("")
+    )
 }
 
 pub fn write_prop(w: &mut XmlWriter, name: &QName, v: &PropValue) {
@@ -62,7 +66,11 @@ pub fn write_prop(w: &mut XmlWriter, name: &QName, v: &PropValue) {
         }
         PropValue::Reports(rs) => {
             for (ns, l) in rs {
-                w.start(NS_DAV, "supported-report").start(NS_DAV, "report").empty(ns, l).end().end();
+                w.start(NS_DAV, "supported-report")
+                    .start(NS_DAV, "report")
+                    .empty(ns, l)
+                    .end()
+                    .end();
             }
         }
         PropValue::Privileges(ps) => {
@@ -92,7 +100,10 @@ pub struct PropResponse {
 
 impl PropResponse {
     pub fn new(href: String) -> Self {
-        PropResponse { href, ..Default::default() }
+        PropResponse {
+            href,
+            ..Default::default()
+        }
     }
 
     /// Writes the response; `minimal` leaves out the 404 propstat (RFC 8144 return=minimal).
@@ -104,7 +115,9 @@ impl PropResponse {
             for (n, v) in &self.found {
                 write_prop(w, n, v);
             }
-            w.end().text_element(NS_DAV, "status", &status_line(StatusCode::OK)).end();
+            w.end()
+                .text_element(NS_DAV, "status", &status_line(StatusCode::OK))
+                .end();
         }
         let mut groups: Vec<(StatusCode, Vec<&QName>)> = Vec::new();
         if !self.missing.is_empty() && !minimal {
@@ -121,13 +134,16 @@ impl PropResponse {
             for n in names {
                 w.empty(&n.ns, &n.local);
             }
-            w.end().text_element(NS_DAV, "status", &status_line(status)).end();
+            w.end()
+                .text_element(NS_DAV, "status", &status_line(status))
+                .end();
         }
         if self.found.is_empty() && self.other.is_empty() && (self.missing.is_empty() || minimal) {
             // A response needs a propstat or a status (RFC 4918 §14.24); an empty prop says
             // "nothing to report" without inventing an error.
             w.start(NS_DAV, "propstat").empty(NS_DAV, "prop");
-            w.text_element(NS_DAV, "status", &status_line(StatusCode::OK)).end();
+            w.text_element(NS_DAV, "status", &status_line(StatusCode::OK))
+                .end();
         }
         w.end();
     }
@@ -149,7 +165,10 @@ mod tests {
     #[test]
     fn groups_propstats() {
         let mut r = PropResponse::new("/a/".into());
-        r.found.push((QName::new(NS_DAV, "displayname"), PropValue::Text("A & B".into())));
+        r.found.push((
+            QName::new(NS_DAV, "displayname"),
+            PropValue::Text("A & B".into()),
+        ));
         r.missing.push(QName::new("urn:x", "nope"));
         let mut w = XmlWriter::new();
         w.start(NS_DAV, "multistatus");
@@ -159,7 +178,14 @@ mod tests {
         let resp = doc.child(NS_DAV, "response").unwrap();
         let stats: Vec<_> = resp.children_named(NS_DAV, "propstat").collect();
         assert_eq!(stats.len(), 2);
-        assert_eq!(stats[1].child(NS_DAV, "status").unwrap().text(), "HTTP/1.1 404 Not Found");
-        assert!(stats[1].child(NS_DAV, "prop").unwrap().child("urn:x", "nope").is_some());
+        assert_eq!(
+            stats[1].child(NS_DAV, "status").unwrap().text(),
+            "HTTP/1.1 404 Not Found"
+        );
+        assert!(stats[1]
+            .child(NS_DAV, "prop")
+            .unwrap()
+            .child("urn:x", "nope")
+            .is_some());
     }
 }

@@ -64,12 +64,16 @@ pub fn encode_segment(s: &str) -> String {
 }
 
 fn decode_segment(s: &str) -> Result<String, PathError> {
-    let d = percent_decode_str(s).decode_utf8().map_err(|_| PathError::Invalid("segment is not UTF-8"))?;
+    let d = percent_decode_str(s)
+        .decode_utf8()
+        .map_err(|_| PathError::Invalid("segment is not UTF-8"))?;
     if d == "." || d == ".." {
         return Err(PathError::Invalid("dot segment"));
     }
     if d.contains('/') || d.contains('\\') || d.chars().any(char::is_control) {
-        return Err(PathError::Invalid("segment contains a separator or control character"));
+        return Err(PathError::Invalid(
+            "segment contains a separator or control character",
+        ));
     }
     if d.len() > MAX_SEGMENT_LEN {
         return Err(PathError::Invalid("segment too long"));
@@ -83,7 +87,9 @@ impl DavPath {
         if path.len() > MAX_PATH_LEN {
             return Err(PathError::TooLong);
         }
-        let rest = path.strip_prefix('/').ok_or(PathError::Invalid("path must be absolute"))?;
+        let rest = path
+            .strip_prefix('/')
+            .ok_or(PathError::Invalid("path must be absolute"))?;
         let mut segs = Vec::new();
         for raw in rest.split('/') {
             if raw.is_empty() {
@@ -122,7 +128,10 @@ impl DavPath {
     /// The user whose namespace this path is in, if any.
     pub fn owner(&self) -> Option<&str> {
         match self {
-            DavPath::Principal(n) | DavPath::Home(n) | DavPath::Calendar(n, _) | DavPath::Object(n, _, _) => Some(n),
+            DavPath::Principal(n)
+            | DavPath::Home(n)
+            | DavPath::Calendar(n, _)
+            | DavPath::Object(n, _, _) => Some(n),
             _ => None,
         }
     }
@@ -137,11 +146,20 @@ pub fn home_href(user: &str) -> String {
 }
 
 pub fn calendar_href(user: &str, cal: &str) -> String {
-    format!("/calendars/{}/{}/", encode_segment(user), encode_segment(cal))
+    format!(
+        "/calendars/{}/{}/",
+        encode_segment(user),
+        encode_segment(cal)
+    )
 }
 
 pub fn object_href(user: &str, cal: &str, obj: &str) -> String {
-    format!("/calendars/{}/{}/{}", encode_segment(user), encode_segment(cal), encode_segment(obj))
+    format!(
+        "/calendars/{}/{}/{}",
+        encode_segment(user),
+        encode_segment(cal),
+        encode_segment(obj)
+    )
 }
 
 #[cfg(test)]
@@ -151,13 +169,22 @@ mod tests {
     #[test]
     fn parses_the_url_space() {
         assert_eq!(DavPath::parse("/").unwrap(), DavPath::Root);
-        assert_eq!(DavPath::parse("/principals/alice/").unwrap(), DavPath::Principal("alice".into()));
-        assert_eq!(DavPath::parse("/calendars/alice").unwrap(), DavPath::Home("alice".into()));
+        assert_eq!(
+            DavPath::parse("/principals/alice/").unwrap(),
+            DavPath::Principal("alice".into())
+        );
+        assert_eq!(
+            DavPath::parse("/calendars/alice").unwrap(),
+            DavPath::Home("alice".into())
+        );
         assert_eq!(
             DavPath::parse("/calendars/alice/work/a%40b.ics").unwrap(),
             DavPath::Object("alice".into(), "work".into(), "a@b.ics".into())
         );
-        assert_eq!(DavPath::parse("/calendars/a/b/c/d"), Err(PathError::NotFound));
+        assert_eq!(
+            DavPath::parse("/calendars/a/b/c/d"),
+            Err(PathError::NotFound)
+        );
         assert_eq!(DavPath::parse("/nope"), Err(PathError::NotFound));
     }
 

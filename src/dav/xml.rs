@@ -30,7 +30,10 @@ pub struct QName {
 
 impl QName {
     pub fn new(ns: &str, local: &str) -> Self {
-        QName { ns: ns.to_owned(), local: local.to_owned() }
+        QName {
+            ns: ns.to_owned(),
+            local: local.to_owned(),
+        }
     }
     pub fn is(&self, ns: &str, local: &str) -> bool {
         self.ns == ns && self.local == local
@@ -70,7 +73,11 @@ impl Element {
     pub fn child(&self, ns: &str, local: &str) -> Option<&Element> {
         self.elements().find(|e| e.is(ns, local))
     }
-    pub fn children_named<'a>(&'a self, ns: &'a str, local: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+    pub fn children_named<'a>(
+        &'a self,
+        ns: &'a str,
+        local: &'a str,
+    ) -> impl Iterator<Item = &'a Element> + 'a {
         self.elements().filter(move |e| e.is(ns, local))
     }
     /// Concatenated text of this element's direct text children.
@@ -84,7 +91,10 @@ impl Element {
         s
     }
     pub fn attr(&self, local: &str) -> Option<&str> {
-        self.attrs.iter().find(|(q, _)| q.ns.is_empty() && q.local == local).map(|(_, v)| v.as_str())
+        self.attrs
+            .iter()
+            .find(|(q, _)| q.ns.is_empty() && q.local == local)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Serialises the element as a self-contained fragment: every namespace it uses is declared
@@ -98,7 +108,11 @@ impl Element {
     }
 }
 
-fn prefix_for(ns: &str, scope: &mut Vec<(String, String)>, decls: &mut Vec<(String, String)>) -> Option<String> {
+fn prefix_for(
+    ns: &str,
+    scope: &mut Vec<(String, String)>,
+    decls: &mut Vec<(String, String)>,
+) -> Option<String> {
     if ns.is_empty() {
         return None;
     }
@@ -179,7 +193,9 @@ pub fn parse(body: &[u8]) -> Result<Element, XmlError> {
     let mut root: Option<Element> = None;
     let mut count = 0usize;
     loop {
-        let (res, ev) = reader.read_resolved_event().map_err(|e| XmlError::Malformed(e.to_string()))?;
+        let (res, ev) = reader
+            .read_resolved_event()
+            .map_err(|e| XmlError::Malformed(e.to_string()))?;
         match ev {
             Event::Start(ref s) | Event::Empty(ref s) => {
                 if root.is_some() {
@@ -203,10 +219,22 @@ pub fn parse(body: &[u8]) -> Result<Element, XmlError> {
                     }
                     let (ares, alocal) = reader.resolve_attribute(key);
                     let ans = resolved_ns(&ares)?;
-                    let value = a.unescape_value().map_err(|e| XmlError::Malformed(e.to_string()))?;
-                    attrs.push((QName { ns: ans, local: utf8(alocal.as_ref())? }, value.into_owned()));
+                    let value = a
+                        .unescape_value()
+                        .map_err(|e| XmlError::Malformed(e.to_string()))?;
+                    attrs.push((
+                        QName {
+                            ns: ans,
+                            local: utf8(alocal.as_ref())?,
+                        },
+                        value.into_owned(),
+                    ));
                 }
-                let el = Element { name: QName { ns, local }, attrs, children: Vec::new() };
+                let el = Element {
+                    name: QName { ns, local },
+                    attrs,
+                    children: Vec::new(),
+                };
                 if matches!(ev, Event::Empty(_)) {
                     push_child(&mut stack, &mut root, el);
                 } else {
@@ -214,22 +242,30 @@ pub fn parse(body: &[u8]) -> Result<Element, XmlError> {
                 }
             }
             Event::End(_) => {
-                let el = stack.pop().ok_or_else(|| XmlError::Malformed("unbalanced end tag".into()))?;
+                let el = stack
+                    .pop()
+                    .ok_or_else(|| XmlError::Malformed("unbalanced end tag".into()))?;
                 push_child(&mut stack, &mut root, el);
             }
             Event::Text(t) => {
-                let s = t.unescape().map_err(|e| XmlError::Malformed(e.to_string()))?;
+                let s = t
+                    .unescape()
+                    .map_err(|e| XmlError::Malformed(e.to_string()))?;
                 match stack.last_mut() {
                     Some(top) => push_text(top, &s),
                     None if s.trim().is_empty() => {}
-                    None => return Err(XmlError::Malformed("text outside the root element".into())),
+                    None => {
+                        return Err(XmlError::Malformed("text outside the root element".into()))
+                    }
                 }
             }
             Event::CData(c) => {
                 let s = utf8(&c)?;
                 match stack.last_mut() {
                     Some(top) => push_text(top, &s),
-                    None => return Err(XmlError::Malformed("CDATA outside the root element".into())),
+                    None => {
+                        return Err(XmlError::Malformed("CDATA outside the root element".into()))
+                    }
                 }
             }
             Event::DocType(_) => return Err(XmlError::Doctype),
@@ -270,19 +306,25 @@ fn resolved_ns(res: &ResolveResult) -> Result<String, XmlError> {
     match res {
         ResolveResult::Bound(ns) => utf8(ns.as_ref()),
         ResolveResult::Unbound => Ok(String::new()),
-        ResolveResult::Unknown(p) => {
-            Err(XmlError::Malformed(format!("undeclared namespace prefix {}", String::from_utf8_lossy(p))))
-        }
+        ResolveResult::Unknown(p) => Err(XmlError::Malformed(format!(
+            "undeclared namespace prefix {}",
+            String::from_utf8_lossy(p)
+        ))),
     }
 }
 
 fn utf8(b: &[u8]) -> Result<String, XmlError> {
-    std::str::from_utf8(b).map(str::to_owned).map_err(|_| XmlError::NotUtf8)
+    std::str::from_utf8(b)
+        .map(str::to_owned)
+        .map_err(|_| XmlError::NotUtf8)
 }
 
 /// Escapes text for element content and attribute values.
 pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.bytes().any(|b| matches!(b, b'<' | b'>' | b'&' | b'"' | b'\r')) {
+    if !s
+        .bytes()
+        .any(|b| matches!(b, b'<' | b'>' | b'&' | b'"' | b'\r'))
+    {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 16);
@@ -302,7 +344,12 @@ pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Fixed prefixes for the namespaces we speak; anything else gets a local declaration.
-const PREFIXES: &[(&str, &str)] = &[("D", NS_DAV), ("C", NS_CALDAV), ("CS", NS_CS), ("ICAL", NS_ICAL)];
+const PREFIXES: &[(&str, &str)] = &[
+    ("D", NS_DAV),
+    ("C", NS_CALDAV),
+    ("CS", NS_CS),
+    ("ICAL", NS_ICAL),
+];
 
 /// Builds a response document. The root element declares the fixed prefixes; no default
 /// namespace is ever declared, so unprefixed names always mean "no namespace".
@@ -322,7 +369,11 @@ impl XmlWriter {
     pub fn new() -> Self {
         let mut out = String::with_capacity(4096);
         out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
-        XmlWriter { out, stack: Vec::new(), open_tag: false }
+        XmlWriter {
+            out,
+            stack: Vec::new(),
+            open_tag: false,
+        }
     }
 
     fn close_open(&mut self) {
@@ -427,7 +478,10 @@ mod tests {
     fn refuses_doctype_and_entities() {
         let bomb = br#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]><D:propfind xmlns:D="DAV:">&lol2;</D:propfind>"#;
         assert_eq!(parse(bomb), Err(XmlError::Doctype));
-        assert!(matches!(parse(br#"<a>&foo;</a>"#), Err(XmlError::Malformed(_))));
+        assert!(matches!(
+            parse(br#"<a>&foo;</a>"#),
+            Err(XmlError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -454,10 +508,18 @@ mod tests {
     #[test]
     fn writer_escapes_and_keeps_crlf() {
         let mut w = XmlWriter::new();
-        w.start(NS_DAV, "multistatus").text_element(NS_CALDAV, "calendar-data", "A<B\r\n").end();
+        w.start(NS_DAV, "multistatus")
+            .text_element(NS_CALDAV, "calendar-data", "A<B\r\n")
+            .end();
         let s = w.finish();
-        assert!(s.contains("<C:calendar-data>A&lt;B&#13;\n</C:calendar-data>"), "{s}");
+        assert!(
+            s.contains("<C:calendar-data>A&lt;B&#13;\n</C:calendar-data>"),
+            "{s}"
+        );
         let back = parse(s.as_bytes()).unwrap();
-        assert_eq!(back.child(NS_CALDAV, "calendar-data").unwrap().text(), "A<B\r\n");
+        assert_eq!(
+            back.child(NS_CALDAV, "calendar-data").unwrap().text(),
+            "A<B\r\n"
+        );
     }
 }

@@ -36,7 +36,9 @@ impl ComponentKind {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(s))
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s))
     }
 }
 
@@ -76,12 +78,23 @@ impl CalendarObject {
         let tops = parse(&raw).map_err(|e| InvalidObject::Data(e.to_string()))?;
         let cal = match tops.as_slice() {
             [c] if c.name == "VCALENDAR" => c,
-            [c] => return Err(InvalidObject::Data(format!("top-level component is {}, not VCALENDAR", c.name))),
+            [c] => {
+                return Err(InvalidObject::Data(format!(
+                    "top-level component is {}, not VCALENDAR",
+                    c.name
+                )))
+            }
             [] => return Err(InvalidObject::Data("no VCALENDAR".into())),
-            _ => return Err(InvalidObject::ObjectResource("more than one VCALENDAR".into())),
+            _ => {
+                return Err(InvalidObject::ObjectResource(
+                    "more than one VCALENDAR".into(),
+                ))
+            }
         };
         if cal.prop("METHOD").is_some() {
-            return Err(InvalidObject::ObjectResource("METHOD is not allowed in a stored calendar object".into()));
+            return Err(InvalidObject::ObjectResource(
+                "METHOD is not allowed in a stored calendar object".into(),
+            ));
         }
         let mut kind: Option<ComponentKind> = None;
         let mut uid: Option<&str> = None;
@@ -96,7 +109,10 @@ impl CalendarObject {
                 if comp.name.starts_with("X-") {
                     continue;
                 }
-                return Err(InvalidObject::ObjectResource(format!("unexpected component {}", comp.name)));
+                return Err(InvalidObject::ObjectResource(format!(
+                    "unexpected component {}",
+                    comp.name
+                )));
             };
             match kind {
                 None => kind = Some(k),
@@ -113,11 +129,15 @@ impl CalendarObject {
                 .prop("UID")
                 .map(|p| p.value.as_str())
                 .filter(|v| !v.trim().is_empty())
-                .ok_or_else(|| InvalidObject::ObjectResource(format!("{} without UID", comp.name)))?;
+                .ok_or_else(|| {
+                    InvalidObject::ObjectResource(format!("{} without UID", comp.name))
+                })?;
             match uid {
                 None => uid = Some(this_uid),
                 Some(u) if u != this_uid => {
-                    return Err(InvalidObject::ObjectResource("components with different UIDs".into()))
+                    return Err(InvalidObject::ObjectResource(
+                        "components with different UIDs".into(),
+                    ))
                 }
                 Some(_) => {}
             }
@@ -135,12 +155,21 @@ impl CalendarObject {
             }
             validate_dates(comp)?;
         }
-        let kind = kind.ok_or_else(|| InvalidObject::ObjectResource("no calendar component".into()))?;
+        let kind =
+            kind.ok_or_else(|| InvalidObject::ObjectResource("no calendar component".into()))?;
         if masters > 1 {
-            return Err(InvalidObject::ObjectResource("more than one component without RECURRENCE-ID".into()));
+            return Err(InvalidObject::ObjectResource(
+                "more than one component without RECURRENCE-ID".into(),
+            ));
         }
         let uid = uid.unwrap_or_default().to_owned();
-        Ok(CalendarObject { index: ObjectIndex { component: kind, uid }, raw })
+        Ok(CalendarObject {
+            index: ObjectIndex {
+                component: kind,
+                uid,
+            },
+            raw,
+        })
     }
 }
 
@@ -150,13 +179,30 @@ fn validate_dates(comp: &Component) -> Result<(), InvalidObject> {
     for p in &comp.props {
         if matches!(
             p.name.as_str(),
-            "DTSTART" | "DTEND" | "DUE" | "RECURRENCE-ID" | "EXDATE" | "COMPLETED" | "DTSTAMP" | "CREATED" | "LAST-MODIFIED"
+            "DTSTART"
+                | "DTEND"
+                | "DUE"
+                | "RECURRENCE-ID"
+                | "EXDATE"
+                | "COMPLETED"
+                | "DTSTAMP"
+                | "CREATED"
+                | "LAST-MODIFIED"
         ) {
-            let is_date = p.param("VALUE").is_some_and(|v| v.eq_ignore_ascii_case("DATE"));
+            let is_date = p
+                .param("VALUE")
+                .is_some_and(|v| v.eq_ignore_ascii_case("DATE"));
             for v in p.value.split(',') {
-                let ok = if is_date { parse::is_date(v) } else { parse::is_date_time(v) || parse::is_date(v) };
+                let ok = if is_date {
+                    parse::is_date(v)
+                } else {
+                    parse::is_date_time(v) || parse::is_date(v)
+                };
                 if !ok {
-                    return Err(InvalidObject::Data(format!("{} has an invalid value {:?}", p.name, v)));
+                    return Err(InvalidObject::Data(format!(
+                        "{} has an invalid value {:?}",
+                        p.name, v
+                    )));
                 }
             }
         }
@@ -179,24 +225,52 @@ mod tests {
     fn accepts_event_with_override() {
         let raw = ev("BEGIN:VEVENT\r\nUID:a\r\nDTSTART:20240101T100000Z\r\nRRULE:FREQ=DAILY\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:a\r\nRECURRENCE-ID:20240102T100000Z\r\nDTSTART:20240102T110000Z\r\nEND:VEVENT\r\n");
         let o = CalendarObject::from_ics(raw.clone()).unwrap();
-        assert_eq!(o.index, ObjectIndex { component: ComponentKind::Event, uid: "a".into() });
+        assert_eq!(
+            o.index,
+            ObjectIndex {
+                component: ComponentKind::Event,
+                uid: "a".into()
+            }
+        );
         assert_eq!(o.raw, raw);
     }
 
     #[test]
     fn rejects_what_rfc4791_forbids() {
-        let mixed = ev("BEGIN:VEVENT\r\nUID:a\r\nEND:VEVENT\r\nBEGIN:VTODO\r\nUID:a\r\nEND:VTODO\r\n");
-        assert!(matches!(CalendarObject::from_ics(mixed), Err(InvalidObject::ObjectResource(_))));
+        let mixed =
+            ev("BEGIN:VEVENT\r\nUID:a\r\nEND:VEVENT\r\nBEGIN:VTODO\r\nUID:a\r\nEND:VTODO\r\n");
+        assert!(matches!(
+            CalendarObject::from_ics(mixed),
+            Err(InvalidObject::ObjectResource(_))
+        ));
         let two_uids = ev("BEGIN:VEVENT\r\nUID:a\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:b\r\nRECURRENCE-ID:20240101T000000Z\r\nEND:VEVENT\r\n");
-        assert!(matches!(CalendarObject::from_ics(two_uids), Err(InvalidObject::ObjectResource(_))));
+        assert!(matches!(
+            CalendarObject::from_ics(two_uids),
+            Err(InvalidObject::ObjectResource(_))
+        ));
         let method = ev("METHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:a\r\nEND:VEVENT\r\n");
-        assert!(matches!(CalendarObject::from_ics(method), Err(InvalidObject::ObjectResource(_))));
+        assert!(matches!(
+            CalendarObject::from_ics(method),
+            Err(InvalidObject::ObjectResource(_))
+        ));
         let no_uid = ev("BEGIN:VEVENT\r\nDTSTART:20240101T000000Z\r\nEND:VEVENT\r\n");
-        assert!(matches!(CalendarObject::from_ics(no_uid), Err(InvalidObject::ObjectResource(_))));
+        assert!(matches!(
+            CalendarObject::from_ics(no_uid),
+            Err(InvalidObject::ObjectResource(_))
+        ));
         let bad_date = ev("BEGIN:VEVENT\r\nUID:a\r\nDTSTART:INVALID-DATE\r\nEND:VEVENT\r\n");
-        assert!(matches!(CalendarObject::from_ics(bad_date), Err(InvalidObject::Data(_))));
-        assert!(matches!(CalendarObject::from_ics("hello".into()), Err(InvalidObject::Data(_))));
+        assert!(matches!(
+            CalendarObject::from_ics(bad_date),
+            Err(InvalidObject::Data(_))
+        ));
+        assert!(matches!(
+            CalendarObject::from_ics("hello".into()),
+            Err(InvalidObject::Data(_))
+        ));
         let unterminated = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:a\r\n".to_string();
-        assert!(matches!(CalendarObject::from_ics(unterminated), Err(InvalidObject::Data(_))));
+        assert!(matches!(
+            CalendarObject::from_ics(unterminated),
+            Err(InvalidObject::Data(_))
+        ));
     }
 }

@@ -17,7 +17,10 @@ pub struct Property {
 
 impl Property {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -56,19 +59,31 @@ pub fn parse(text: &str) -> Result<Vec<Component>, ParseError> {
             continue;
         }
         if line.chars().any(|c| c.is_control() && c != '\t') {
-            return Err(ParseError::Line(lineno, "control character in content line".into()));
+            return Err(ParseError::Line(
+                lineno,
+                "control character in content line".into(),
+            ));
         }
         let prop = parse_line(&line).map_err(|m| ParseError::Line(lineno, m))?;
         match prop.name.as_str() {
             "BEGIN" => {
                 if stack.len() >= MAX_NESTING {
-                    return Err(ParseError::Line(lineno, "components nested too deeply".into()));
+                    return Err(ParseError::Line(
+                        lineno,
+                        "components nested too deeply".into(),
+                    ));
                 }
                 let name = prop.value.trim().to_ascii_uppercase();
                 if !valid_name(&name) {
-                    return Err(ParseError::Line(lineno, format!("invalid component name {:?}", prop.value)));
+                    return Err(ParseError::Line(
+                        lineno,
+                        format!("invalid component name {:?}", prop.value),
+                    ));
                 }
-                stack.push(Component { name, ..Default::default() });
+                stack.push(Component {
+                    name,
+                    ..Default::default()
+                });
             }
             "END" => {
                 let name = prop.value.trim().to_ascii_uppercase();
@@ -76,7 +91,10 @@ pub fn parse(text: &str) -> Result<Vec<Component>, ParseError> {
                     .pop()
                     .ok_or_else(|| ParseError::Line(lineno, format!("END:{name} without BEGIN")))?;
                 if comp.name != name {
-                    return Err(ParseError::Line(lineno, format!("END:{name} closes BEGIN:{}", comp.name)));
+                    return Err(ParseError::Line(
+                        lineno,
+                        format!("END:{name} closes BEGIN:{}", comp.name),
+                    ));
                 }
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(comp),
@@ -85,12 +103,20 @@ pub fn parse(text: &str) -> Result<Vec<Component>, ParseError> {
             }
             _ => match stack.last_mut() {
                 Some(c) => c.props.push(prop),
-                None => return Err(ParseError::Line(lineno, "property outside any component".into())),
+                None => {
+                    return Err(ParseError::Line(
+                        lineno,
+                        "property outside any component".into(),
+                    ))
+                }
             },
         }
     }
     if let Some(open) = stack.last() {
-        return Err(ParseError::Structure(format!("BEGIN:{} is never closed", open.name)));
+        return Err(ParseError::Structure(format!(
+            "BEGIN:{} is never closed",
+            open.name
+        )));
     }
     Ok(tops)
 }
@@ -147,7 +173,10 @@ fn parse_line(line: &str) -> Result<Property, String> {
         loop {
             if i < bytes.len() && bytes[i] == b'"' {
                 let qs = i + 1;
-                let qe = line[qs..].find('"').ok_or_else(|| format!("unterminated quote in {name}"))? + qs;
+                let qe = line[qs..]
+                    .find('"')
+                    .ok_or_else(|| format!("unterminated quote in {name}"))?
+                    + qs;
                 value.push_str(&line[qs..qe]);
                 i = qe + 1;
             } else {
@@ -169,7 +198,11 @@ fn parse_line(line: &str) -> Result<Property, String> {
     if i >= bytes.len() || bytes[i] != b':' {
         return Err(format!("property {name} has no value"));
     }
-    Ok(Property { name, params, value: line[i + 1..].to_owned() })
+    Ok(Property {
+        name,
+        params,
+        value: line[i + 1..].to_owned(),
+    })
 }
 
 fn digits(s: &str) -> bool {
@@ -200,7 +233,9 @@ pub fn is_date(s: &str) -> bool {
 pub fn is_date_time(s: &str) -> bool {
     let s = s.trim();
     let s = s.strip_suffix('Z').unwrap_or(s);
-    let Some((d, t)) = s.split_once('T') else { return false };
+    let Some((d, t)) = s.split_once('T') else {
+        return false;
+    };
     if !is_date(d) || t.len() != 6 || !digits(t) {
         return false;
     }

@@ -256,7 +256,13 @@ pub trait Store: Send + Sync + 'static {
     async fn set_email(&self, name: &str, email: Option<&str>) -> Result<()>;
 
     // App passwords
-    async fn add_app_password(&self, principal_id: i64, label: &str, lookup: &str, hash: &str) -> Result<()>;
+    async fn add_app_password(
+        &self,
+        principal_id: i64,
+        label: &str,
+        lookup: &str,
+        hash: &str,
+    ) -> Result<()>;
     async fn app_passwords(&self, principal_id: i64) -> Result<Vec<AppPassword>>;
     async fn revoke_app_password(&self, principal_id: i64, label: &str) -> Result<()>;
     async fn app_password_by_lookup(&self, lookup: &str) -> Result<Option<AppPassword>>;
@@ -275,10 +281,22 @@ pub trait Store: Send + Sync + 'static {
     async fn object(&self, collection_id: i64, name: &str) -> Result<Option<StoredObject>>;
     async fn object_metas(&self, collection_id: i64) -> Result<Vec<ObjectMeta>>;
     /// Objects of a collection, optionally only those of one component type.
-    async fn objects(&self, collection_id: i64, component: Option<ComponentKind>) -> Result<Vec<StoredObject>>;
-    async fn objects_by_names(&self, collection_id: i64, names: &[String]) -> Result<Vec<StoredObject>>;
+    async fn objects(
+        &self,
+        collection_id: i64,
+        component: Option<ComponentKind>,
+    ) -> Result<Vec<StoredObject>>;
+    async fn objects_by_names(
+        &self,
+        collection_id: i64,
+        names: &[String],
+    ) -> Result<Vec<StoredObject>>;
     /// Metadata of the named objects that exist, without their bodies.
-    async fn object_metas_named(&self, collection_id: i64, names: &[String]) -> Result<Vec<ObjectMeta>>;
+    async fn object_metas_named(
+        &self,
+        collection_id: i64,
+        names: &[String],
+    ) -> Result<Vec<ObjectMeta>>;
     /// Creates or replaces an object. `quota` caps the owner's total bytes.
     async fn put_object(
         &self,
@@ -288,7 +306,8 @@ pub trait Store: Send + Sync + 'static {
         pre: &Precondition,
         quota: i64,
     ) -> Result<PutOutcome>;
-    async fn delete_object(&self, collection_id: i64, name: &str, pre: &Precondition) -> Result<()>;
+    async fn delete_object(&self, collection_id: i64, name: &str, pre: &Precondition)
+        -> Result<()>;
     /// COPY or MOVE (`remove_source`) of one object, atomically. `overwrite` false refuses an
     /// existing destination with `PreconditionFailed` (RFC 4918 §10.6).
     #[allow(clippy::too_many_arguments)]
@@ -307,7 +326,12 @@ pub trait Store: Send + Sync + 'static {
     // Sync
     /// Members changed after `since` (`None`: every current member), oldest change first, at
     /// most `limit`.
-    async fn changes_since(&self, collection_id: i64, since: Option<i64>, limit: Option<u64>) -> Result<ChangeSet>;
+    async fn changes_since(
+        &self,
+        collection_id: i64,
+        since: Option<i64>,
+        limit: Option<u64>,
+    ) -> Result<ChangeSet>;
 }
 
 pub type DynStore = Arc<dyn Store>;
@@ -320,7 +344,11 @@ pub async fn open(url: &str) -> Result<DynStore> {
         Ok(Arc::new(SqliteStore::open(url).await?))
     } else {
         Err(StoreError::Backend(sqlx::Error::Configuration(
-            format!("unsupported database URL scheme (use sqlite:// or postgres://): {}", redact(url)).into(),
+            format!(
+                "unsupported database URL scheme (use sqlite:// or postgres://): {}",
+                redact(url)
+            )
+            .into(),
         )))
     }
 }
@@ -346,11 +374,20 @@ mod tests {
         let e = "\"abc\"".to_string();
         let none = Precondition::default();
         assert!(none.holds(None) && none.holds(Some(&e)));
-        let create = Precondition { if_none_match: Some(EtagMatch::Any), ..Default::default() };
+        let create = Precondition {
+            if_none_match: Some(EtagMatch::Any),
+            ..Default::default()
+        };
         assert!(create.holds(None) && !create.holds(Some(&e)));
-        let upd = Precondition { if_match: Some(EtagMatch::List(vec![e.clone()])), ..Default::default() };
+        let upd = Precondition {
+            if_match: Some(EtagMatch::List(vec![e.clone()])),
+            ..Default::default()
+        };
         assert!(upd.holds(Some(&e)) && !upd.holds(Some("\"x\"")) && !upd.holds(None));
-        let exists = Precondition { if_match: Some(EtagMatch::Any), ..Default::default() };
+        let exists = Precondition {
+            if_match: Some(EtagMatch::Any),
+            ..Default::default()
+        };
         assert!(exists.holds(Some("\"x\"")) && !exists.holds(None));
     }
 

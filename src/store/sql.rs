@@ -9,7 +9,9 @@
 
 use super::*;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Postgres, Row, Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
@@ -38,14 +40,25 @@ impl SqliteStore {
             .foreign_keys(true);
         if let Some(parent) = opts.get_filename().parent() {
             if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|e| StoreError::Backend(sqlx::Error::Io(e)))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| StoreError::Backend(sqlx::Error::Io(e)))?;
             }
         }
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
-        let reader = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
         let instance = ensure_instance_id_sqlite(&writer).await?;
-        Ok(SqliteStore { reader, writer, instance })
+        Ok(SqliteStore {
+            reader,
+            writer,
+            instance,
+        })
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
@@ -79,7 +92,10 @@ impl PgStore {
     }
 
     async fn begin_read(&self) -> Result<Transaction<'static, Postgres>> {
-        Ok(self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?)
+        Ok(self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?)
     }
 
     fn read_pool(&self) -> &PgPool {
@@ -93,21 +109,29 @@ fn new_instance_id() -> String {
     format!("{n:016x}")
 }
 
-const INSERT_INSTANCE: &str = "INSERT INTO meta (key, value) VALUES ('instance_id', $1) ON CONFLICT (key) DO NOTHING";
+const INSERT_INSTANCE: &str =
+    "INSERT INTO meta (key, value) VALUES ('instance_id', $1) ON CONFLICT (key) DO NOTHING";
 const SELECT_INSTANCE: &str = "SELECT value FROM meta WHERE key = 'instance_id'";
 
 async fn ensure_instance_id_sqlite(pool: &SqlitePool) -> Result<String> {
-    sqlx::query(INSERT_INSTANCE).bind(new_instance_id()).execute(pool).await?;
+    sqlx::query(INSERT_INSTANCE)
+        .bind(new_instance_id())
+        .execute(pool)
+        .await?;
     Ok(sqlx::query_scalar(SELECT_INSTANCE).fetch_one(pool).await?)
 }
 
 async fn ensure_instance_id_pg(pool: &PgPool) -> Result<String> {
-    sqlx::query(INSERT_INSTANCE).bind(new_instance_id()).execute(pool).await?;
+    sqlx::query(INSERT_INSTANCE)
+        .bind(new_instance_id())
+        .execute(pool)
+        .await?;
     Ok(sqlx::query_scalar(SELECT_INSTANCE).fetch_one(pool).await?)
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error().is_some_and(|d| d.is_unique_violation())
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
 }
 
 fn components_to_text(c: &[ComponentKind]) -> String {
@@ -529,12 +553,13 @@ macro_rules! impl_store {
                 .await?
                 .ok_or(StoreError::NotFound)?;
                 let (home_id, _) = lock_home(&mut tx, owner_id).await?;
-                let bytes: Option<i64> = sqlx::query_scalar("SELECT SUM(size) FROM objects WHERE collection_id = $1")
+                // CAST: Postgres sums BIGINT as NUMERIC.
+                let bytes: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM objects WHERE collection_id = $1")
                     .bind(id)
                     .fetch_one(&mut *tx)
                     .await?;
                 sqlx::query("DELETE FROM collections WHERE id = $1").bind(id).execute(&mut *tx).await?;
-                bump(&mut tx, home_id, name, true, -bytes.unwrap_or(0)).await?;
+                bump(&mut tx, home_id, name, true, -bytes).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -814,29 +839,37 @@ macro_rules! impl_store {
                     .bind(dst_name)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(
-                    "INSERT INTO objects (collection_id, name, uid, etag, ics, size, component, index_version, first_start, last_end, created_at, modified_at) \
-                     SELECT $1, $2, uid, etag, ics, size, component, index_version, first_start, last_end, $3, $3 \
-                     FROM objects WHERE collection_id = $4 AND name = $5",
-                )
-                .bind(dst_collection)
-                .bind(dst_name)
-                .bind(t)
-                .bind(src_collection)
-                .bind(src_name)
-                .execute(&mut *tx)
-                .await?;
-                bump(&mut tx, dst_collection, dst_name, false, 0).await?;
-                bump(&mut tx, home_id, &dst_cal_name, false, delta).await?;
                 if remove_source {
-                    sqlx::query("DELETE FROM objects WHERE collection_id = $1 AND name = $2")
-                        .bind(src_collection)
-                        .bind(src_name)
-                        .execute(&mut *tx)
-                        .await?;
+                    // MOVE relocates the row itself, so the UID is never held twice.
+                    sqlx::query(
+                        "UPDATE objects SET collection_id = $1, name = $2, modified_at = $3 \
+                         WHERE collection_id = $4 AND name = $5",
+                    )
+                    .bind(dst_collection)
+                    .bind(dst_name)
+                    .bind(t)
+                    .bind(src_collection)
+                    .bind(src_name)
+                    .execute(&mut *tx)
+                    .await?;
                     bump(&mut tx, src_collection, src_name, true, 0).await?;
                     bump(&mut tx, home_id, &src_cal_name, false, 0).await?;
+                } else {
+                    sqlx::query(
+                        "INSERT INTO objects (collection_id, name, uid, etag, ics, size, component, index_version, first_start, last_end, created_at, modified_at) \
+                         SELECT $1, $2, uid, etag, ics, size, component, index_version, first_start, last_end, $3, $3 \
+                         FROM objects WHERE collection_id = $4 AND name = $5",
+                    )
+                    .bind(dst_collection)
+                    .bind(dst_name)
+                    .bind(t)
+                    .bind(src_collection)
+                    .bind(src_name)
+                    .execute(&mut *tx)
+                    .await?;
                 }
+                bump(&mut tx, dst_collection, dst_name, false, 0).await?;
+                bump(&mut tx, home_id, &dst_cal_name, false, delta).await?;
                 tx.commit().await?;
                 Ok(PutOutcome { created: dst.is_none() })
             }

@@ -1,0 +1,140 @@
+//! Authentication and isolation between users.
+
+use crate::support::*;
+use almanac::dav::xml::NS_DAV;
+
+pub async fn unauthenticated_and_wrong_password(s: &TestServer) {
+    let r = s.req_as(None, "PROPFIND", "/").depth("0").send().await;
+    r.status(401)
+        .has_header("www-authenticate", "Basic realm=\"Almanac\"");
+    s.req_as(Some(("alice", "wrong")), "PROPFIND", "/")
+        .depth("0")
+        .send()
+        .await
+        .status(401);
+    s.req_as(Some(("nobody", "x")), "PROPFIND", "/")
+        .depth("0")
+        .send()
+        .await
+        .status(401);
+    s.req_as(None, "OPTIONS", CAL).send().await.status(401);
+    s.req_as(None, "GET", "/calendars/alice/default/x.ics")
+        .send()
+        .await
+        .status(401);
+    // A malformed Authorization header is a challenge, not an error.
+    let r = s
+        .req_as(None, "PROPFIND", "/")
+        .header("Authorization", "Basic !!!")
+        .send()
+        .await;
+    r.status(401);
+}
+
+pub async fn other_users_data_is_invisible(s: &TestServer) {
+    s.req("PUT", "/calendars/alice/default/secret.ics")
+        .ics(&event("secret", "Secret"))
+        .send()
+        .await
+        .status(201);
+    let bob = Some(BOB);
+    // Every way in answers "not found", for existing and non-existing things alike.
+    for (m, p) in [
+        ("PROPFIND", "/calendars/alice/"),
+        ("PROPFIND", "/calendars/alice/default/"),
+        ("PROPFIND", "/principals/alice/"),
+        ("GET", "/calendars/alice/default/secret.ics"),
+        ("GET", "/calendars/alice/default/none.ics"),
+        ("DELETE", "/calendars/alice/default/secret.ics"),
+        ("DELETE", "/calendars/alice/default/"),
+        ("PROPPATCH", "/calendars/alice/default/"),
+        ("MKCALENDAR", "/calendars/alice/x/"),
+        ("REPORT", "/calendars/alice/default/"),
+        ("OPTIONS", "/calendars/alice/default/"),
+        ("PROPFIND", "/calendars/nobody/default/"),
+    ] {
+        let r = s.req_as(bob, m, p).depth("0").send().await;
+        assert_eq!(r.status, 404, "{m} {p} as bob: {r:?}");
+    }
+    s.req_as(bob, "PUT", "/calendars/alice/default/evil.ics")
+        .ics(&event("evil", "x"))
+        .send()
+        .await
+        .status(404);
+    // Listing the principal and calendar collections shows bob only himself.
+    let r = s
+        .req_as(bob, "PROPFIND", "/principals/")
+        .depth("1")
+        .send()
+        .await;
+    assert_eq!(r.hrefs(), vec!["/principals/", "/principals/bob/"]);
+    let r = s
+        .req_as(bob, "PROPFIND", "/calendars/")
+        .depth("1")
+        .send()
+        .await;
+    assert_eq!(r.hrefs(), vec!["/calendars/", "/calendars/bob/"]);
+    // Alice's sync token gets bob nothing.
+    let token = s
+        .req("REPORT", CAL)
+        .xml(&sync_body("", ""))
+        .send()
+        .await
+        .sync_token();
+    s.req_as(bob, "REPORT", "/calendars/bob/default/")
+        .xml(&sync_body(&token, ""))
+        .send()
+        .await
+        .status(403)
+        .precondition(NS_DAV, "valid-sync-token");
+    // Alice's object is untouched.
+    assert_eq!(
+        s.req("GET", "/calendars/alice/default/secret.ics")
+            .send()
+            .await
+            .body,
+        event("secret", "Secret")
+    );
+}
+
+pub async fn app_passwords(s: &TestServer) {
+    let pw = almanac::users::add_app_password(s.store.as_ref(), "alice", "phone")
+        .await
+        .expect("app password");
+    s.req_as(Some(("alice", &pw)), "PROPFIND", CAL)
+        .depth("0")
+        .send()
+        .await
+        .status(207);
+    // Bob cannot use alice's app password, nor alice bob's name with it.
+    s.req_as(Some(("bob", &pw)), "PROPFIND", "/")
+        .depth("0")
+        .send()
+        .await
+        .status(401);
+    let p = s.store.principal_by_name("alice").await.unwrap().unwrap();
+    let list = s.store.app_passwords(p.id).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert!(list[0].last_used_at.is_some(), "last use is recorded");
+    // The account password keeps working; revocation stops the app password at once.
+    s.store.revoke_app_password(p.id, "phone").await.unwrap();
+    s.req_as(Some(("alice", &pw)), "PROPFIND", CAL)
+        .depth("0")
+        .send()
+        .await
+        .status(401);
+    s.req("PROPFIND", CAL).depth("0").send().await.status(207);
+}
+
+pub async fn password_change_drops_cached_login(s: &TestServer) {
+    s.req("PROPFIND", CAL).depth("0").send().await.status(207);
+    almanac::users::set_password(s.store.as_ref(), "alice", "new-password")
+        .await
+        .unwrap();
+    s.req("PROPFIND", CAL).depth("0").send().await.status(401);
+    s.req_as(Some(("alice", "new-password")), "PROPFIND", CAL)
+        .depth("0")
+        .send()
+        .await
+        .status(207);
+}
