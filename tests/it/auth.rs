@@ -138,3 +138,32 @@ pub async fn password_change_drops_cached_login(s: &TestServer) {
         .await
         .status(207);
 }
+
+pub async fn repeated_failures_are_throttled(s: &TestServer) {
+    // The default allows 5 failures per user and address; then 429 with Retry-After, without
+    // running argon2, even for the right password (until the delay has passed).
+    for _ in 0..5 {
+        s.req_as(Some(("alice", "wrong")), "PROPFIND", "/")
+            .depth("0")
+            .send()
+            .await
+            .status(401);
+    }
+    let r = s
+        .req_as(Some(("alice", "wrong")), "PROPFIND", "/")
+        .depth("0")
+        .send()
+        .await;
+    r.status(429);
+    assert!(r
+        .header("retry-after")
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|v| v >= 1));
+    s.req("PROPFIND", "/").depth("0").send().await.status(429);
+    // Another user from the same address is not locked out by alice's failures.
+    s.req_as(Some(BOB), "PROPFIND", "/")
+        .depth("0")
+        .send()
+        .await
+        .status(207);
+}

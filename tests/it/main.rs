@@ -99,6 +99,7 @@ fn main() {
         auth::other_users_data_is_invisible,
         auth::app_passwords,
         auth::password_change_drops_cached_login,
+        auth::repeated_failures_are_throttled,
     ];
     let db_scenarios: Vec<(&str, DbScenario)> = db_scenarios![objects::restart_keeps_everything,];
 
