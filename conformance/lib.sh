@@ -13,7 +13,8 @@
 #   ALMANAC_ADMIN_PASSWORD  password of the `admin` user (preset or random)
 #   ALMANAC_SERVER_PID, ALMANAC_SERVER_LOG, ALMANAC_CONF_TMP
 # An EXIT trap stops the server (by PID), drops the PostgreSQL database it created, prints the
-# server log tail when the run failed, and removes the temp dir (kept if ALMANAC_CONF_KEEP=1).
+# server log tail when the run failed, and removes the temp dir (kept when the run failed or
+# ALMANAC_CONF_KEEP=1).
 #
 # Environment read:
 #   ALMANAC_BIN           use this binary instead of building
@@ -88,16 +89,14 @@ _conf_on_exit() {
         tail -n 60 "$ALMANAC_SERVER_LOG" >&2
     fi
     if [[ -n "${_CONF_PG_DROP_DB:-}" ]]; then
-        if psql "$_CONF_PG_ADMIN_URL" -q -v ON_ERROR_STOP=1 \
+        if ! psql "$_CONF_PG_ADMIN_URL" -q -v ON_ERROR_STOP=1 \
             -c "DROP DATABASE IF EXISTS \"$_CONF_PG_DROP_DB\" WITH (FORCE)" >/dev/null; then
-            _conf_log "dropped database $_CONF_PG_DROP_DB"
-        else
             _conf_log "could not drop database $_CONF_PG_DROP_DB"
         fi
     fi
     if [[ -n "${ALMANAC_CONF_TMP:-}" && -d "$ALMANAC_CONF_TMP" ]]; then
-        if [[ "${ALMANAC_CONF_KEEP:-0}" == 1 ]]; then
-            _conf_log "kept $ALMANAC_CONF_TMP"
+        if [[ "${ALMANAC_CONF_KEEP:-0}" == 1 || $status -ne 0 ]]; then
+            _conf_log "kept $ALMANAC_CONF_TMP (server log, SQLite database if any)"
         else
             rm -rf "$ALMANAC_CONF_TMP"
         fi
@@ -156,7 +155,7 @@ almanac_start() {
         ALMANAC_LISTEN="127.0.0.1:$port" \
             ALMANAC_DATABASE_URL="$ALMANAC_DB_URL_USED" \
             ALMANAC_ADMIN_PASSWORD="$ALMANAC_ADMIN_PASSWORD" \
-            ALMANAC_LOG="${ALMANAC_LOG:-almanac=debug,info}" \
+            ALMANAC_LOG="${ALMANAC_LOG:-almanac=debug,info}" NO_COLOR=1 \
             "$ALMANAC_BIN" serve >>"$ALMANAC_SERVER_LOG" 2>&1 </dev/null &
         ALMANAC_SERVER_PID=$!
         export ALMANAC_SERVER_PID
