@@ -33,6 +33,9 @@ pub struct Limits {
     pub quota_bytes: u64,
     /// Most members one sync-collection response lists before it is truncated with 507.
     pub max_sync_results: u64,
+    /// Recurrence instances one request may generate (calendar-query, expand, free-busy);
+    /// a request needing more is refused with 507 instead of tying up the server.
+    pub max_instances_per_request: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -67,6 +70,7 @@ impl Default for Limits {
             max_request_body: 16 * 1024 * 1024,
             quota_bytes: 1024 * 1024 * 1024,
             max_sync_results: 10_000,
+            max_instances_per_request: 1_000_000,
         }
     }
 }

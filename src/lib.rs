@@ -10,6 +10,7 @@
 //! - `dav`      — generic WebDAV: XML, headers, paths, multistatus, errors (RFC 4918)
 //! - `ical`     — iCalendar parsing, validation and indexing (RFC 5545), pure
 //! - `store`    — the `Store` trait with SQLite and PostgreSQL implementations
+//! - `reindex`  — recomputes index columns written by older servers, at start
 //! - `timefmt`  — HTTP and RFC 3339 date formatting, pure
 //!
 //! Dependencies flow one way: `app → caldav → dav → store → ical`.
@@ -21,6 +22,7 @@ pub mod caldav;
 pub mod config;
 pub mod dav;
 pub mod ical;
+pub mod reindex;
 pub mod state;
 pub mod store;
 pub mod timefmt;

@@ -199,6 +199,13 @@ async fn serve(config: Config) -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let st = open(&config).await?;
+    let reindexed = almanac::reindex::reindex_stale(st.as_ref()).await?;
+    if reindexed > 0 {
+        tracing::info!(
+            objects = reindexed,
+            "recomputed the time index of objects from an older version"
+        );
+    }
     if let Some(pw) = users::ensure_admin(st.as_ref(), config.admin_password.as_deref()).await? {
         eprintln!("created user admin with password: {pw}");
         eprintln!("(shown once; change it with `almanac user passwd admin`)");

@@ -4,6 +4,8 @@
 //! `dispatch` is the RFC method table: one match on (method, kind of resource). What a
 //! resource allows comes from `Res::allowed`, which also produces the `Allow` header.
 
+pub mod caldata;
+pub mod filter;
 mod methods;
 mod report;
 pub mod resource;

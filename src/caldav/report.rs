@@ -1,10 +1,15 @@
 //! REPORTs: sync-collection (RFC 6578 §3) on calendars and on the calendar home,
-//! calendar-multiget (RFC 4791 §7.9) and calendar-query (§7.8).
+//! calendar-query (RFC 4791 §7.8), calendar-multiget (§7.9) and free-busy-query (§7.10).
 //!
 //! sync-collection accepts every dialect real clients send (research §0.2): Depth 0 or 1, with
 //! or without `sync-level`. Tokens of another collection, another database or a pruned range
 //! are refused with 403 `valid-sync-token`, never answered with a silent full listing.
+//!
+//! calendar-query narrows candidates with the SQL prefilter the filter derives, then decides
+//! with the exact filter (`filter.rs`), which expands recurrences within the query window.
 
+use super::caldata::CalendarData;
+use super::filter::{Filter, FilterError, TimeRange};
 use super::methods::{multistatus, prop_names, prop_response, PropFind};
 use super::resource::{Ctx, Res};
 use super::Request;
@@ -13,15 +18,18 @@ use crate::dav::multistatus::{write_status_response, PropValue};
 use crate::dav::path::DavPath;
 use crate::dav::xml::{self, Element, QName, XmlWriter, NS_CALDAV, NS_DAV};
 use crate::dav::{DavError, DavResult};
-use crate::ical::ComponentKind;
-use crate::store::{Collection, StoreError, StoredObject};
-use axum::http::StatusCode;
-use axum::response::Response;
+use crate::ical::expand::{Budget, LimitExceeded};
+use crate::ical::tz::Zone;
+use crate::ical::{self, freebusy};
+use crate::store::{Candidates, Collection, StoreError, StoredObject};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
 
 pub async fn report(ctx: &mut Ctx<'_>, r: &Res, req: &Request<'_>) -> DavResult<Response> {
     let root = xml::parse(&req.body)?;
-    // Depth is meaningless for these reports on a calendar, but garbage is still refused.
+    // Depth is meaningless for these reports on a calendar (Evolution sends 0 for a query that
+    // means 1), but garbage is still refused.
     let _ = headers::depth(req.headers, Depth::Zero)?;
     ctx.load_home().await?;
     match (root.name.ns.as_str(), root.name.local.as_str(), r) {
@@ -30,6 +38,7 @@ pub async fn report(ctx: &mut Ctx<'_>, r: &Res, req: &Request<'_>) -> DavResult<
         }
         (NS_CALDAV, "calendar-multiget", Res::Calendar(c)) => multiget(ctx, c, &root).await,
         (NS_CALDAV, "calendar-query", Res::Calendar(c)) => query(ctx, c, &root).await,
+        (NS_CALDAV, "free-busy-query", Res::Calendar(c)) => free_busy(ctx, c, &root).await,
         _ => Err(
             DavError::precondition(StatusCode::FORBIDDEN, NS_DAV, "supported-report")
                 .with_detail(format!("{} is not supported here", root.name)),
@@ -37,21 +46,63 @@ pub async fn report(ctx: &mut Ctx<'_>, r: &Res, req: &Request<'_>) -> DavResult<
     }
 }
 
-/// The `DAV:prop` of a report body, with `calendar-data` split out: it is served from the
-/// object's bytes, not from the property table.
-fn report_props(root: &Element) -> (Vec<QName>, bool) {
-    let names = root
-        .child(NS_DAV, "prop")
-        .map(prop_names)
-        .unwrap_or_default();
-    let wants_data = names.iter().any(|n| n.is(NS_CALDAV, "calendar-data"));
-    (
-        names
-            .into_iter()
-            .filter(|n| !n.is(NS_CALDAV, "calendar-data"))
-            .collect(),
-        wants_data,
+fn filter_error(e: FilterError) -> DavError {
+    match e {
+        FilterError::Invalid(d) => {
+            DavError::precondition(StatusCode::FORBIDDEN, NS_CALDAV, "valid-filter").with_detail(d)
+        }
+        FilterError::Collation(c) => {
+            DavError::precondition(StatusCode::FORBIDDEN, NS_CALDAV, "supported-collation")
+                .with_detail(format!("collation {c:?} is not supported"))
+        }
+    }
+}
+
+fn too_much_work(_: LimitExceeded) -> DavError {
+    DavError::precondition(
+        StatusCode::INSUFFICIENT_STORAGE,
+        NS_DAV,
+        "number-of-matches-within-limits",
     )
+    .with_detail(
+        "the request needs more recurrence expansion than limits.max_instances_per_request allows",
+    )
+}
+
+/// What a report asks to see of each object.
+struct Wanted {
+    props: PropFind,
+    data: Option<CalendarData>,
+}
+
+fn report_props(root: &Element) -> DavResult<Wanted> {
+    let prop = root.child(NS_DAV, "prop");
+    let names = prop.map(prop_names).unwrap_or_default();
+    let data = match prop.and_then(|p| p.child(NS_CALDAV, "calendar-data")) {
+        None => None,
+        Some(e) => Some(CalendarData::parse(e).map_err(|e| match e {
+            None => {
+                DavError::precondition(StatusCode::FORBIDDEN, NS_CALDAV, "supported-calendar-data")
+            }
+            Some(f) => filter_error(f),
+        })?),
+    };
+    let names = names
+        .into_iter()
+        .filter(|n| !n.is(NS_CALDAV, "calendar-data"))
+        .collect();
+    Ok(Wanted {
+        props: PropFind::Prop(names),
+        data,
+    })
+}
+
+/// The zone floating times of a calendar are read in: its calendar-timezone, else UTC.
+fn floating_zone(c: &Collection) -> Zone {
+    c.timezone
+        .as_deref()
+        .and_then(ical::zone_of_calendar_timezone)
+        .unwrap_or(Zone::Utc)
 }
 
 async fn write_object(
@@ -59,15 +110,28 @@ async fn write_object(
     w: &mut XmlWriter,
     c: &Collection,
     obj: &StoredObject,
-    props: &PropFind,
-    wants_data: bool,
+    wanted: &Wanted,
+    floating: &Zone,
+    budget: &Budget,
 ) -> DavResult<()> {
     let res = Res::Object(c.clone(), obj.meta.clone());
-    let mut resp = prop_response(ctx, &res, props).await?;
-    if wants_data {
+    let mut resp = prop_response(ctx, &res, &wanted.props).await?;
+    if let Some(cd) = &wanted.data {
+        let text = if cd.is_plain() {
+            obj.ics.clone()
+        } else {
+            let cal = ical::parse(&obj.ics).ok().and_then(|mut t| t.pop());
+            match cal {
+                Some(cal) => {
+                    let tctx = ical::time_ctx(&cal, floating.clone());
+                    cd.render(&obj.ics, &tctx, budget).map_err(too_much_work)?
+                }
+                None => obj.ics.clone(),
+            }
+        };
         resp.found.push((
             QName::new(NS_CALDAV, "calendar-data"),
-            PropValue::Text(obj.ics.clone()),
+            PropValue::Text(text),
         ));
     }
     resp.write(w, false);
@@ -113,8 +177,7 @@ async fn sync_collection(
     };
     let max = ctx.st.config.limits.max_sync_results;
     let limit = Some(client_limit.map_or(max, |l| l.min(max)));
-    let (names, wants_data) = report_props(root);
-    let props = PropFind::Prop(names);
+    let wanted = report_props(root)?;
     let set = ctx.st.store.changes_since(c.id, since, limit).await?;
     let mut w = XmlWriter::new();
     w.start(NS_DAV, "multistatus");
@@ -127,7 +190,7 @@ async fn sync_collection(
     match r {
         Res::Calendar(_) => {
             let mut found: HashMap<String, StoredObject> = HashMap::new();
-            if wants_data {
+            if wanted.data.is_some() {
                 for o in ctx.st.store.objects_by_names(c.id, &live).await? {
                     found.insert(o.meta.name.clone(), o);
                 }
@@ -142,14 +205,15 @@ async fn sync_collection(
                     );
                 }
             }
+            let floating = floating_zone(c);
+            let budget = Budget::new(ctx.st.config.limits.max_instances_per_request);
             for ch in &set.changes {
                 match found.get(&ch.name) {
-                    Some(o) => write_object(ctx, &mut w, c, o, &props, wants_data).await?,
-                    None => write_status_response(
-                        &mut w,
-                        &ctx.href(&Res::NewObject(c.clone(), ch.name.clone())),
-                        StatusCode::NOT_FOUND,
-                    ),
+                    Some(o) => write_object(ctx, &mut w, c, o, &wanted, &floating, &budget).await?,
+                    None => {
+                        let href = ctx.href(&Res::NewObject(c.clone(), ch.name.clone()));
+                        write_status_response(&mut w, &href, StatusCode::NOT_FOUND)
+                    }
                 }
             }
         }
@@ -166,13 +230,14 @@ async fn sync_collection(
                 match cals.get(&ch.name) {
                     Some(cal) => {
                         let res = Res::Calendar(cal.clone());
-                        prop_response(ctx, &res, &props).await?.write(&mut w, false);
+                        prop_response(ctx, &res, &wanted.props)
+                            .await?
+                            .write(&mut w, false);
                     }
-                    None => write_status_response(
-                        &mut w,
-                        &ctx.href(&Res::NewCalendar(ch.name.clone())),
-                        StatusCode::NOT_FOUND,
-                    ),
+                    None => {
+                        let href = ctx.href(&Res::NewCalendar(ch.name.clone()));
+                        write_status_response(&mut w, &href, StatusCode::NOT_FOUND)
+                    }
                 }
             }
         }
@@ -191,8 +256,8 @@ async fn sync_collection(
 }
 
 async fn multiget(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Response> {
-    let (names, wants_data) = report_props(root);
-    let props = PropFind::Prop(names);
+    let wanted = report_props(root)?;
+    let budget = Budget::new(ctx.st.config.limits.max_instances_per_request);
     let mut w = XmlWriter::new();
     w.start(NS_DAV, "multistatus");
     let mut by_cal: HashMap<String, Option<Collection>> = HashMap::new();
@@ -219,7 +284,16 @@ async fn multiget(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Re
                     .await?
                     .pop()
                 {
-                    write_object(ctx, &mut w, col, &obj, &props, wants_data).await?;
+                    write_object(
+                        ctx,
+                        &mut w,
+                        col,
+                        &obj,
+                        &wanted,
+                        &floating_zone(col),
+                        &budget,
+                    )
+                    .await?;
                     served = true;
                 }
             }
@@ -243,53 +317,88 @@ fn strip_origin(href: &str) -> &str {
     }
 }
 
-/// calendar-query with component filters. Time-range, property and text filters belong to the
-/// iCalendar semantics work; until then they are refused with `supported-filter` rather than
-/// answered wrongly.
+/// The zone of a query's `CALDAV:timezone` element (RFC 4791 §9.8), else the calendar's.
+fn query_zone(root: &Element, c: &Collection) -> DavResult<Zone> {
+    match root.child(NS_CALDAV, "timezone") {
+        Some(tz) => ical::zone_of_calendar_timezone(&tz.text()).ok_or_else(|| {
+            DavError::precondition(StatusCode::FORBIDDEN, NS_CALDAV, "valid-calendar-data")
+                .with_detail("CALDAV:timezone must hold a VCALENDAR with one valid VTIMEZONE")
+        }),
+        None => Ok(floating_zone(c)),
+    }
+}
+
 async fn query(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Response> {
-    let filter = root
-        .child(NS_CALDAV, "filter")
-        .ok_or_else(|| DavError::precondition(StatusCode::FORBIDDEN, NS_CALDAV, "valid-filter"))?;
-    let top = filter
-        .child(NS_CALDAV, "comp-filter")
-        .filter(|f| f.attr("name") == Some("VCALENDAR"));
-    let top = top
-        .ok_or_else(|| DavError::precondition(StatusCode::FORBIDDEN, NS_CALDAV, "valid-filter"))?;
-    let unsupported = |e: &Element| e.elements().any(|x| !x.is(NS_CALDAV, "comp-filter"));
-    if unsupported(top) {
-        return Err(DavError::precondition(
-            StatusCode::FORBIDDEN,
-            NS_CALDAV,
-            "supported-filter",
-        ));
-    }
-    let mut kind = None;
-    if let Some(inner) = top.children_named(NS_CALDAV, "comp-filter").next() {
-        if unsupported(inner) || top.children_named(NS_CALDAV, "comp-filter").count() > 1 {
-            return Err(DavError::precondition(
-                StatusCode::FORBIDDEN,
-                NS_CALDAV,
-                "supported-filter",
-            ));
-        }
-        let name = inner.attr("name").unwrap_or_default();
-        match ComponentKind::parse(name) {
-            Some(k) => kind = Some(k),
-            // A component no calendar object can have as its type matches nothing.
-            None => {
-                let mut w = XmlWriter::new();
-                w.start(NS_DAV, "multistatus").end();
-                return Ok(multistatus(w.finish()));
-            }
-        }
-    }
-    let (names, wants_data) = report_props(root);
-    let props = PropFind::Prop(names);
+    let filter_el = root.child(NS_CALDAV, "filter").ok_or_else(|| {
+        DavError::precondition(StatusCode::FORBIDDEN, NS_CALDAV, "valid-filter")
+            .with_detail("no filter")
+    })?;
+    let filter = Filter::parse(filter_el).map_err(filter_error)?;
+    let wanted = report_props(root)?;
+    let floating = query_zone(root, c)?;
+    let pre = filter.prefilter();
+    let cand = Candidates {
+        component: pre.component,
+        from: pre.window.map(|w| w.0),
+        to: pre.window.map(|w| w.1),
+    };
+    let budget = Budget::new(ctx.st.config.limits.max_instances_per_request);
     let mut w = XmlWriter::new();
     w.start(NS_DAV, "multistatus");
-    for obj in ctx.st.store.objects(c.id, kind).await? {
-        write_object(ctx, &mut w, c, &obj, &props, wants_data).await?;
+    for obj in ctx.st.store.candidates(c.id, &cand).await? {
+        let Some(cal) = ical::parse(&obj.ics).ok().and_then(|mut t| t.pop()) else {
+            continue;
+        };
+        let tctx = ical::time_ctx(&cal, floating.clone());
+        if filter
+            .matches(&cal, &tctx, &budget)
+            .map_err(too_much_work)?
+        {
+            write_object(ctx, &mut w, c, &obj, &wanted, &floating, &budget).await?;
+        }
     }
     w.end();
     Ok(multistatus(w.finish()))
+}
+
+/// RFC 4791 §7.10: a VFREEBUSY of the busy time in a range (200, text/calendar).
+async fn free_busy(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Response> {
+    let tr_el = root.child(NS_CALDAV, "time-range").ok_or_else(|| {
+        DavError::precondition(StatusCode::FORBIDDEN, NS_CALDAV, "valid-filter")
+            .with_detail("no time-range")
+    })?;
+    let tr: TimeRange = super::filter::parse_time_range(tr_el).map_err(filter_error)?;
+    let floating = floating_zone(c);
+    let budget = Budget::new(ctx.st.config.limits.max_instances_per_request);
+    let cand = Candidates {
+        component: None,
+        from: Some(tr.start),
+        to: Some(tr.end),
+    };
+    let mut periods = Vec::new();
+    for obj in ctx.st.store.candidates(c.id, &cand).await? {
+        if !matches!(obj.meta.component.as_str(), "VEVENT" | "VFREEBUSY") {
+            continue;
+        }
+        let Some(cal) = ical::parse(&obj.ics).ok().and_then(|mut t| t.pop()) else {
+            continue;
+        };
+        let tctx = ical::time_ctx(&cal, floating.clone());
+        periods.extend(
+            freebusy::busy_periods(&cal, &tctx, tr.start, tr.end, &budget)
+                .map_err(too_much_work)?,
+        );
+    }
+    let body = freebusy::render(
+        &freebusy::merge(periods),
+        tr.start,
+        tr.end,
+        crate::store::now(),
+    );
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/calendar; charset=utf-8"),
+    );
+    Ok(r)
 }

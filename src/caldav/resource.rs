@@ -213,6 +213,7 @@ impl<'a> Ctx<'a> {
                     (NS_DAV, "supported-report-set") if is_cal => Some(V::Reports(vec![
                         (NS_CALDAV, "calendar-multiget"),
                         (NS_CALDAV, "calendar-query"),
+                        (NS_CALDAV, "free-busy-query"),
                         (NS_DAV, "sync-collection"),
                     ])),
                     (NS_DAV, "supported-report-set") => {

@@ -2,9 +2,20 @@
 //! it was given, validation of calendar object resources (RFC 4791 §4.1), and the index
 //! computed at write time. Pure: imports no axum, sqlx, tokio or reqwest.
 
+pub mod expand;
+pub mod freebusy;
+pub mod index;
 pub mod parse;
+pub mod tz;
+pub mod value;
+mod windows_zones;
+pub mod write;
 
+pub use index::{TimeIndex, INDEX_VERSION};
 pub use parse::{parse, Component, ParseError, Property};
+
+use tz::{Zone, ZoneResolver};
+use value::TimeCtx;
 
 /// The kinds of calendar component a calendar collection can hold (RFC 4791 §5.2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -61,6 +72,34 @@ pub enum InvalidObject {
 pub struct ObjectIndex {
     pub component: ComponentKind,
     pub uid: String,
+    pub time: TimeIndex,
+}
+
+/// The evaluation context of one VCALENDAR: its own VTIMEZONEs, and the zone floating times
+/// are read in (the calendar's `calendar-timezone`, or UTC).
+pub fn time_ctx(cal: &Component, floating: Zone) -> TimeCtx {
+    let vtz: Vec<&Component> = cal
+        .children
+        .iter()
+        .filter(|c| c.name == "VTIMEZONE")
+        .collect();
+    TimeCtx {
+        zones: ZoneResolver::new(&vtz),
+        floating,
+    }
+}
+
+/// The zone of a `calendar-timezone` property value (a VCALENDAR with one VTIMEZONE): its
+/// TZID when that names a known zone, else the VTIMEZONE's own rules.
+pub fn zone_of_calendar_timezone(text: &str) -> Option<Zone> {
+    let tops = parse(text).ok()?;
+    let vtz = tops
+        .first()?
+        .children
+        .iter()
+        .find(|c| c.name == "VTIMEZONE")?;
+    let tzid = vtz.prop("TZID")?.value.clone();
+    ZoneResolver::new(&[vtz]).resolve(&tzid)
 }
 
 /// A validated calendar object resource: the client's bytes, untouched, plus the index.
@@ -162,11 +201,25 @@ impl CalendarObject {
                 "more than one component without RECURRENCE-ID".into(),
             ));
         }
+        for c in cal.children.iter().filter(|c| c.name == "VTIMEZONE") {
+            match tz::VTimezone::from_component(c) {
+                // Valid iCalendar the zone engine cannot evaluate (e.g. an HOURLY rule): kept;
+                // its TZID resolves through the other means or reads as floating.
+                Ok(_) | Err(tz::TzError::UnsupportedRule { .. }) => {}
+                Err(e) => return Err(InvalidObject::Data(format!("VTIMEZONE: {e}"))),
+            }
+        }
+        let ctx = time_ctx(cal, Zone::Utc);
+        for c in cal.children.iter().filter(|c| c.name == kind.as_str()) {
+            expand::validate_rules(c, &ctx).map_err(InvalidObject::Data)?;
+        }
+        let time = index::compute(cal, kind, &ctx);
         let uid = uid.unwrap_or_default().to_owned();
         Ok(CalendarObject {
             index: ObjectIndex {
                 component: kind,
                 uid,
+                time,
             },
             raw,
         })
@@ -226,12 +279,15 @@ mod tests {
         let raw = ev("BEGIN:VEVENT\r\nUID:a\r\nDTSTART:20240101T100000Z\r\nRRULE:FREQ=DAILY\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:a\r\nRECURRENCE-ID:20240102T100000Z\r\nDTSTART:20240102T110000Z\r\nEND:VEVENT\r\n");
         let o = CalendarObject::from_ics(raw.clone()).unwrap();
         assert_eq!(
-            o.index,
-            ObjectIndex {
-                component: ComponentKind::Event,
-                uid: "a".into()
-            }
+            (
+                o.index.component,
+                o.index.uid.as_str(),
+                o.index.time.recurring,
+                o.index.time.last_end
+            ),
+            (ComponentKind::Event, "a", true, None)
         );
+        assert_eq!(o.index.time.first_start, Some(1_704_103_200));
         assert_eq!(o.raw, raw);
     }
 

@@ -163,6 +163,16 @@ impl Precondition {
     }
 }
 
+/// The SQL prefilter of a query (see `caldav::filter::Prefilter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Candidates {
+    pub component: Option<ComponentKind>,
+    /// Window start: objects whose last end is before it are left out.
+    pub from: Option<i64>,
+    /// Window end: objects whose first start is after it are left out.
+    pub to: Option<i64>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PutOutcome {
     pub created: bool,
@@ -280,12 +290,19 @@ pub trait Store: Send + Sync + 'static {
     // Objects
     async fn object(&self, collection_id: i64, name: &str) -> Result<Option<StoredObject>>;
     async fn object_metas(&self, collection_id: i64) -> Result<Vec<ObjectMeta>>;
-    /// Objects of a collection, optionally only those of one component type.
-    async fn objects(
+    /// Objects that may match a query: of one component type, and whose index bounds meet a
+    /// window. Only narrows; the caller decides with the exact filter.
+    async fn candidates(&self, collection_id: i64, c: &Candidates) -> Result<Vec<StoredObject>>;
+    /// Objects whose time index was computed by an older server: (collection, name, text).
+    async fn stale_objects(&self, limit: i64) -> Result<Vec<(i64, String, String)>>;
+    /// Stores a recomputed time index (`None`: the object no longer parses; index it as a
+    /// candidate for every window).
+    async fn set_time_index(
         &self,
         collection_id: i64,
-        component: Option<ComponentKind>,
-    ) -> Result<Vec<StoredObject>>;
+        name: &str,
+        ti: Option<&crate::ical::TimeIndex>,
+    ) -> Result<()>;
     async fn objects_by_names(
         &self,
         collection_id: i64,
@@ -308,6 +325,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<PutOutcome>;
     async fn delete_object(&self, collection_id: i64, name: &str, pre: &Precondition)
         -> Result<()>;
+    /// Creates many objects in one transaction (import): all or nothing. Each is a change of
+    /// its own for sync. Names and UIDs must be new to the collection.
+    async fn import_objects(
+        &self,
+        collection_id: i64,
+        objs: &[(String, CalendarObject)],
+        quota: i64,
+    ) -> Result<()>;
     /// COPY or MOVE (`remove_source`) of one object, atomically. `overwrite` false refuses an
     /// existing destination with `PreconditionFailed` (RFC 4918 §10.6).
     #[allow(clippy::too_many_arguments)]

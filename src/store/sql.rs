@@ -8,6 +8,7 @@
 //! database write lock). Everything else is the same SQL text.
 
 use super::*;
+use crate::ical::{TimeIndex, INDEX_VERSION};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -644,16 +645,58 @@ macro_rules! impl_store {
                 Ok(rows.iter().map(meta_row).collect::<std::result::Result<_, _>>()?)
             }
 
-            async fn objects(&self, collection_id: i64, component: Option<ComponentKind>) -> Result<Vec<StoredObject>> {
+            async fn candidates(&self, collection_id: i64, c: &Candidates) -> Result<Vec<StoredObject>> {
                 let rows = sqlx::query(&format!(
                     "SELECT {OBJECT_META_COLS}, ics FROM objects WHERE collection_id = $1 \
-                     AND ($2 IS NULL OR component = $2) ORDER BY name"
+                     AND ($2 IS NULL OR component = $2) \
+                     AND ($3 IS NULL OR last_end IS NULL OR last_end >= $3) \
+                     AND ($4 IS NULL OR first_start IS NULL OR first_start <= $4) ORDER BY name"
                 ))
                 .bind(collection_id)
-                .bind(component.map(ComponentKind::as_str))
+                .bind(c.component.map(ComponentKind::as_str))
+                .bind(c.from)
+                .bind(c.to)
                 .fetch_all(self.read_pool())
                 .await?;
                 Ok(rows.iter().map(object_row).collect::<std::result::Result<_, _>>()?)
+            }
+
+            async fn stale_objects(&self, limit: i64) -> Result<Vec<(i64, String, String)>> {
+                let rows = sqlx::query(
+                    "SELECT collection_id, name, ics FROM objects WHERE index_version < $1 ORDER BY id LIMIT $2",
+                )
+                .bind(INDEX_VERSION)
+                .bind(limit)
+                .fetch_all(self.read_pool())
+                .await?;
+                rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+            }
+
+            async fn set_time_index(&self, collection_id: i64, name: &str, ti: Option<&TimeIndex>) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let default = TimeIndex::default();
+                let t = ti.unwrap_or(&default);
+                sqlx::query(
+                    "UPDATE objects SET index_version = $3, first_start = $4, last_end = $5, recurring = $6, \
+                     floating = $7, all_day = $8, transp = $9, status = $10, class = $11 \
+                     WHERE collection_id = $1 AND name = $2",
+                )
+                .bind(collection_id)
+                .bind(name)
+                .bind(INDEX_VERSION)
+                // An object that no longer parses stays a candidate for every window.
+                .bind(ti.and(t.first_start))
+                .bind(ti.and(t.last_end))
+                .bind(t.recurring as i64)
+                .bind(t.floating as i64)
+                .bind(t.all_day as i64)
+                .bind(&t.transp)
+                .bind(&t.status)
+                .bind(&t.class)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn objects_by_names(&self, collection_id: i64, names: &[String]) -> Result<Vec<StoredObject>> {
@@ -723,9 +766,12 @@ macro_rules! impl_store {
                     return Err(StoreError::QuotaExceeded);
                 }
                 let t = now();
+                let ti = &obj.index.time;
                 if existing.is_some() {
                     sqlx::query(
-                        "UPDATE objects SET uid = $3, etag = $4, ics = $5, size = $6, component = $7, modified_at = $8 \
+                        "UPDATE objects SET uid = $3, etag = $4, ics = $5, size = $6, component = $7, modified_at = $8, \
+                         index_version = $9, first_start = $10, last_end = $11, recurring = $12, floating = $13, \
+                         all_day = $14, transp = $15, status = $16, class = $17 \
                          WHERE collection_id = $1 AND name = $2",
                     )
                     .bind(collection_id)
@@ -736,12 +782,22 @@ macro_rules! impl_store {
                     .bind(size)
                     .bind(obj.index.component.as_str())
                     .bind(t)
+                    .bind(INDEX_VERSION)
+                    .bind(ti.first_start)
+                    .bind(ti.last_end)
+                    .bind(ti.recurring as i64)
+                    .bind(ti.floating as i64)
+                    .bind(ti.all_day as i64)
+                    .bind(&ti.transp)
+                    .bind(&ti.status)
+                    .bind(&ti.class)
                     .execute(&mut *tx)
                     .await?;
                 } else {
                     sqlx::query(
-                        "INSERT INTO objects (collection_id, name, uid, etag, ics, size, component, created_at, modified_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                        "INSERT INTO objects (collection_id, name, uid, etag, ics, size, component, created_at, modified_at, \
+                         index_version, first_start, last_end, recurring, floating, all_day, transp, status, class) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
                     )
                     .bind(collection_id)
                     .bind(name)
@@ -751,6 +807,15 @@ macro_rules! impl_store {
                     .bind(size)
                     .bind(obj.index.component.as_str())
                     .bind(t)
+                    .bind(INDEX_VERSION)
+                    .bind(ti.first_start)
+                    .bind(ti.last_end)
+                    .bind(ti.recurring as i64)
+                    .bind(ti.floating as i64)
+                    .bind(ti.all_day as i64)
+                    .bind(&ti.transp)
+                    .bind(&ti.status)
+                    .bind(&ti.class)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -758,6 +823,86 @@ macro_rules! impl_store {
                 bump(&mut tx, home_id, &cal_name, false, delta).await?;
                 tx.commit().await?;
                 Ok(PutOutcome { created: existing.is_none() })
+            }
+
+            async fn import_objects(&self, collection_id: i64, objs: &[(String, CalendarObject)], quota: i64) -> Result<()> {
+                if objs.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.begin_write().await?;
+                let (owner_id, cal_name) = lock_calendar(&mut tx, collection_id).await?;
+                let (home_id, used) = lock_home(&mut tx, owner_id).await?;
+                let total: i64 = objs.iter().map(|(_, o)| o.raw.len() as i64).sum();
+                if used + total > quota {
+                    return Err(StoreError::QuotaExceeded);
+                }
+                let t = now();
+                // One revision per object, reserved at once, so sync pages stay exact.
+                let n = objs.len() as i64;
+                let last: i64 = sqlx::query_scalar(
+                    "UPDATE collections SET revision = revision + $2, updated_at = $3 WHERE id = $1 RETURNING revision",
+                )
+                .bind(collection_id)
+                .bind(n)
+                .bind(t)
+                .fetch_one(&mut *tx)
+                .await?;
+                let first = last - n + 1;
+                const ROWS: usize = 200;
+                for (chunk_no, chunk) in objs.chunks(ROWS).enumerate() {
+                    let mut sql = String::from(
+                        "INSERT INTO objects (collection_id, name, uid, etag, ics, size, component, created_at, modified_at, \
+                         index_version, first_start, last_end, recurring, floating, all_day, transp, status, class) VALUES ",
+                    );
+                    let mut changes = String::from("INSERT INTO changes (collection_id, name, revision, deleted) VALUES ");
+                    for i in 0..chunk.len() {
+                        let b = i * 17;
+                        if i > 0 {
+                            sql.push(',');
+                            changes.push(',');
+                        }
+                        sql.push_str(&format!(
+                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                            b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 8, b + 9, b + 10, b + 11, b + 12, b + 13,
+                            b + 14, b + 15, b + 16, b + 17
+                        ));
+                        changes.push_str(&format!("(${}, ${}, ${}, 0)", i * 3 + 1, i * 3 + 2, i * 3 + 3));
+                    }
+                    changes.push_str(
+                        " ON CONFLICT (collection_id, name) DO UPDATE SET revision = excluded.revision, deleted = excluded.deleted",
+                    );
+                    let mut q = sqlx::query(&sql);
+                    let mut cq = sqlx::query(&changes);
+                    for (i, (name, obj)) in chunk.iter().enumerate() {
+                        let ti = &obj.index.time;
+                        q = q
+                            .bind(collection_id)
+                            .bind(name)
+                            .bind(&obj.index.uid)
+                            .bind(etag_of(obj.raw.as_bytes()))
+                            .bind(&obj.raw)
+                            .bind(obj.raw.len() as i64)
+                            .bind(obj.index.component.as_str())
+                            .bind(t)
+                            .bind(INDEX_VERSION)
+                            .bind(ti.first_start)
+                            .bind(ti.last_end)
+                            .bind(ti.recurring as i64)
+                            .bind(ti.floating as i64)
+                            .bind(ti.all_day as i64)
+                            .bind(&ti.transp)
+                            .bind(&ti.status)
+                            .bind(&ti.class);
+                        cq = cq.bind(collection_id).bind(name).bind(first + (chunk_no * ROWS + i) as i64);
+                    }
+                    q.execute(&mut *tx)
+                        .await
+                        .map_err(|e| if is_unique_violation(&e) { StoreError::AlreadyExists } else { e.into() })?;
+                    cq.execute(&mut *tx).await?;
+                }
+                bump(&mut tx, home_id, &cal_name, false, total).await?;
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn delete_object(&self, collection_id: i64, name: &str, pre: &Precondition) -> Result<()> {
@@ -856,8 +1001,10 @@ macro_rules! impl_store {
                     bump(&mut tx, home_id, &src_cal_name, false, 0).await?;
                 } else {
                     sqlx::query(
-                        "INSERT INTO objects (collection_id, name, uid, etag, ics, size, component, index_version, first_start, last_end, created_at, modified_at) \
-                         SELECT $1, $2, uid, etag, ics, size, component, index_version, first_start, last_end, $3, $3 \
+                        "INSERT INTO objects (collection_id, name, uid, etag, ics, size, component, index_version, first_start, last_end, \
+                         recurring, floating, all_day, transp, status, class, created_at, modified_at) \
+                         SELECT $1, $2, uid, etag, ics, size, component, index_version, first_start, last_end, \
+                         recurring, floating, all_day, transp, status, class, $3, $3 \
                          FROM objects WHERE collection_id = $4 AND name = $5",
                     )
                     .bind(dst_collection)

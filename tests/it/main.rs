@@ -9,7 +9,9 @@
 mod support;
 
 mod auth;
+mod corpus;
 mod dav;
+mod ical;
 mod objects;
 mod sync;
 
@@ -100,6 +102,22 @@ fn main() {
         auth::app_passwords,
         auth::password_change_drops_cached_login,
         auth::repeated_failures_are_throttled,
+        corpus::corpus_round_trips_byte_exact,
+        corpus::corpus_instances_match_expectations,
+        ical::weekly_meeting_keeps_local_time_across_dst,
+        ical::gap_and_overlap_times_land_where_rfc5545_says,
+        ical::all_day_events_stay_on_their_date,
+        ical::infinite_series_reach_far_windows,
+        ical::exdates_and_overrides,
+        ical::windows_time_zone_names,
+        ical::floating_times_follow_the_calendar_zone,
+        ical::property_and_text_filters,
+        ical::todo_and_alarm_time_ranges,
+        ical::free_busy_query,
+        ical::partial_retrieval,
+        ical::invalid_recurrence_is_refused,
+        ical::work_limit_is_enforced,
+        ical::query_cost_follows_candidates,
     ];
     let db_scenarios: Vec<(&str, DbScenario)> = db_scenarios![objects::restart_keeps_everything,];
 

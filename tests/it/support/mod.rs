@@ -195,6 +195,38 @@ impl TestServer {
         }
     }
 
+    /// Sends a raw request head (no body follows) as alice and returns the status code. For
+    /// what an HTTP client library would not send as is (a Content-Length with no body behind
+    /// it, malformed headers).
+    pub async fn raw_status(&self, method: &str, path: &str, extra_headers: &str) -> u16 {
+        use base64::Engine;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let auth =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ALICE.0, ALICE.1));
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {auth}\r\n{extra_headers}\r\n",
+            self.addr
+        );
+        let mut sock = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
+        sock.write_all(head.as_bytes()).await.expect("write");
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(2).any(|w| w == b"\r\n") {
+            let n = sock.read(&mut chunk).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let line = String::from_utf8_lossy(&buf);
+        line.split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {line:?}"))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
