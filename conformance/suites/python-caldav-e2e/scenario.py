@@ -532,18 +532,11 @@ def _():
 
 
 # calendar.todos() with its defaults asks the server to leave completed todos out with
-# CALDAV:prop-filter (is-not-defined COMPLETED, STATUS text-match negate-condition), which
-# Almanac refuses with 403 supported-filter until property filters are implemented. The check
-# runs only when CALDAV_E2E_PROP_FILTER=1; it is then counted like any other.
-if os.environ.get("CALDAV_E2E_PROP_FILTER") == "1":
-
-    @step("todos: calendar.todos() lists the pending todo only (prop-filter)", needs=["todos"])
-    def _():
-        todos = STATE["default"].todos()
-        expect_eq(sorted(uid_of(t) for t in todos), [TODO_OPEN], "UIDs from todos()")
-
-else:
-    print("note: calendar.todos() with defaults needs prop-filter support; not run (set CALDAV_E2E_PROP_FILTER=1)")
+# CALDAV:prop-filter (is-not-defined COMPLETED, STATUS text-match negate-condition).
+@step("todos: calendar.todos() lists the pending todo only (prop-filter)", needs=["todos"])
+def _():
+    todos = STATE["default"].todos()
+    expect_eq(sorted(uid_of(t) for t in todos), [TODO_OPEN], "UIDs from todos()")
 
 
 @step("todos: events() of the default calendar does not list todos", needs=["todos"])
