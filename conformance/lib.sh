@@ -226,3 +226,69 @@ conformance_venv() {
     CONFORMANCE_PYTHON="$venv/bin/python"
     export CONFORMANCE_PYTHON
 }
+
+# Compares a suite's results with its list of known failures and prints the verdict.
+#   conformance_report SUITE RESULTS_FILE
+# RESULTS_FILE has one line per check: `PASS <id>` or `FAIL <id> [detail]` (ids without spaces).
+# conformance/expected/SUITE.xfail lists known failures, one `<id>  # reason` per line (blank
+# lines and lines starting with # are ignored); every entry needs a reason.
+# The run fails on a failure that is not listed, on a listed failure that passed (the list must
+# stay true), on a listed id that did not run, and on an entry without a reason.
+# The last line printed is `N passed, M failed` (M = unexpected outcomes), plus `, K xfailed`.
+conformance_report() {
+    local suite="$1" results="$2"
+    local xfail="$CONFORMANCE_DIR/expected/$suite.xfail"
+    local -A expected=()
+    local bad=0 passed=0 xfailed=0 line id reason
+    if [[ -f "$xfail" ]]; then
+        while IFS= read -r line || [[ -n "$line" ]]; do
+            [[ -z "${line//[[:space:]]/}" || "$line" =~ ^[[:space:]]*# ]] && continue
+            id="${line%%#*}"
+            id="${id//[[:space:]]/}"
+            reason="${line#*#}"
+            if [[ "$line" != *"#"* || -z "${reason//[[:space:]]/}" ]]; then
+                echo "XFAIL-ERROR $id: no reason given in $xfail"
+                bad=$((bad + 1))
+            fi
+            expected["$id"]=1
+        done <"$xfail"
+    fi
+    local -A seen=()
+    while IFS= read -r line || [[ -n "$line" ]]; do
+        [[ -z "$line" ]] && continue
+        local verdict="${line%% *}" rest="${line#* }"
+        id="${rest%% *}"
+        seen["$id"]=1
+        case "$verdict" in
+        PASS)
+            if [[ -n "${expected[$id]:-}" ]]; then
+                echo "UNEXPECTED-PASS $id (listed in $suite.xfail: remove it)"
+                bad=$((bad + 1))
+            else
+                passed=$((passed + 1))
+            fi
+            ;;
+        FAIL)
+            if [[ -n "${expected[$id]:-}" ]]; then
+                xfailed=$((xfailed + 1))
+            else
+                echo "NEW-FAILURE $rest"
+                bad=$((bad + 1))
+            fi
+            ;;
+        *)
+            echo "MALFORMED-RESULT $line"
+            bad=$((bad + 1))
+            ;;
+        esac
+    done <"$results"
+    for id in "${!expected[@]}"; do
+        if [[ -z "${seen[$id]:-}" ]]; then
+            echo "STALE-XFAIL $id (listed in $suite.xfail but did not run)"
+            bad=$((bad + 1))
+        fi
+    done
+    echo "$suite: $passed passed, $bad failed, $xfailed xfailed"
+    echo "$passed passed, $bad failed"
+    [[ $bad -eq 0 ]]
+}

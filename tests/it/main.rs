@@ -13,6 +13,7 @@ mod corpus;
 mod dav;
 mod ical;
 mod objects;
+mod prefilter;
 mod sync;
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -118,6 +119,7 @@ fn main() {
         ical::invalid_recurrence_is_refused,
         ical::work_limit_is_enforced,
         ical::query_cost_follows_candidates,
+        prefilter::prefilter_never_drops_a_match,
     ];
     let db_scenarios: Vec<(&str, DbScenario)> = db_scenarios![objects::restart_keeps_everything,];
 
