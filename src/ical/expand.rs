@@ -104,14 +104,11 @@ fn timing(c: &Component, kind: ComponentKind, ctx: &TimeCtx) -> Timing {
     let dur = c.prop("DURATION").and_then(|p| parse_duration(&p.value));
     let end = match (&start, end_time, dur) {
         (Some(s), Some(e), _) => {
-            let same_zone = match (s, &e) {
-                (Time::Zoned(_, a), Time::Zoned(_, b)) => a == b,
-                (Time::Utc(_), Time::Utc(_))
-                | (Time::Floating(_), Time::Floating(_))
-                | (Time::Date(_), Time::Date(_)) => true,
-                _ => false,
-            };
-            let local = same_zone.then(|| e.local() - s.local());
+            // RFC 5545 §3.8.5.3: a length given by DTEND/DUE is the same *exact* duration for
+            // every instance (an instance crossing a DST change keeps its real length). Dates
+            // have no exact length but whole days, kept on the calendar.
+            let local =
+                matches!((s, &e), (Time::Date(_), Time::Date(_))).then(|| e.local() - s.local());
             EndRule::Fixed {
                 local,
                 exact: ctx.utc(&e) - ctx.utc(s),

@@ -211,42 +211,65 @@ macro_rules! impl_store {
             Ok(StoredObject { meta: meta_row(r)?, ics: r.try_get("ics")? })
         }
 
-        /// Bumps a collection's revision and records `name` as changed at the new revision.
-        /// `bytes` adjusts the home's quota counter.
-        async fn bump(tx: &mut Tx, collection_id: i64, name: &str, deleted: bool, bytes: i64) -> Result<i64> {
+        /// Takes the owner's next revision (a counter on the home, which is also the home's
+        /// CTag and sync token), makes it the revision of `collection_id`, and records `name`
+        /// as changed there. `bytes` adjusts the quota counter.
+        ///
+        /// One counter per owner means a calendar's revision says when it last changed in the
+        /// owner's order of events, so the home's sync can be read off the calendars' revisions
+        /// (plus tombstones of deleted calendars) instead of rewriting one hot row per write.
+        async fn change(
+            tx: &mut Tx,
+            home_id: i64,
+            collection_id: i64,
+            name: Option<&str>,
+            deleted: bool,
+            bytes: i64,
+        ) -> Result<i64> {
+            let t = now();
             let rev: i64 = sqlx::query_scalar(
                 "UPDATE collections SET revision = revision + 1, used_bytes = used_bytes + $2, updated_at = $3 \
                  WHERE id = $1 RETURNING revision",
             )
-            .bind(collection_id)
+            .bind(home_id)
             .bind(bytes)
-            .bind(now())
+            .bind(t)
             .fetch_one(&mut **tx)
             .await?;
-            sqlx::query(
-                "INSERT INTO changes (collection_id, name, revision, deleted) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (collection_id, name) DO UPDATE SET revision = excluded.revision, deleted = excluded.deleted",
-            )
-            .bind(collection_id)
-            .bind(name)
-            .bind(rev)
-            .bind(deleted as i64)
-            .execute(&mut **tx)
-            .await?;
+            if collection_id != home_id {
+                sqlx::query("UPDATE collections SET revision = $2, updated_at = $3 WHERE id = $1")
+                    .bind(collection_id)
+                    .bind(rev)
+                    .bind(t)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            if let Some(name) = name {
+                sqlx::query(
+                    "INSERT INTO changes (collection_id, name, revision, deleted) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (collection_id, name) DO UPDATE SET revision = excluded.revision, deleted = excluded.deleted",
+                )
+                .bind(collection_id)
+                .bind(name)
+                .bind(rev)
+                .bind(deleted as i64)
+                .execute(&mut **tx)
+                .await?;
+            }
             Ok(rev)
         }
 
-        /// Locks a calendar row (Postgres) and returns (owner, name).
-        async fn lock_calendar(tx: &mut Tx, collection_id: i64) -> Result<(i64, String)> {
+        /// Locks a calendar row (Postgres) and returns its owner.
+        async fn lock_calendar(tx: &mut Tx, collection_id: i64) -> Result<i64> {
             let row = sqlx::query(concat!(
-                "SELECT owner_id, name FROM collections WHERE id = $1 AND kind = 'calendar'",
+                "SELECT owner_id FROM collections WHERE id = $1 AND kind = 'calendar'",
                 $for_update
             ))
             .bind(collection_id)
             .fetch_optional(&mut **tx)
             .await?
             .ok_or(StoreError::NotFound)?;
-            Ok((row.try_get(0)?, row.try_get(1)?))
+            Ok(row.try_get(0)?)
         }
 
         /// Locks the owner's home and returns (id, used bytes).
@@ -296,7 +319,7 @@ macro_rules! impl_store {
             for p in &new.dead_props {
                 insert_dead(tx, id, "", p).await?;
             }
-            bump(tx, home_id, &new.name, false, 0).await?;
+            change(tx, home_id, id, None, false, 0).await?;
             Ok(id)
         }
 
@@ -560,21 +583,21 @@ macro_rules! impl_store {
                     .fetch_one(&mut *tx)
                     .await?;
                 sqlx::query("DELETE FROM collections WHERE id = $1").bind(id).execute(&mut *tx).await?;
-                bump(&mut tx, home_id, name, true, -bytes).await?;
+                // The home keeps a tombstone so its sync reports the deletion.
+                change(&mut tx, home_id, home_id, Some(name), true, -bytes).await?;
                 tx.commit().await?;
                 Ok(())
             }
 
             async fn patch_collection(&self, collection_id: i64, patch: &CollectionPatch) -> Result<()> {
                 let mut tx = self.begin_write().await?;
-                let row = sqlx::query(concat!("SELECT owner_id, name, kind FROM collections WHERE id = $1", $for_update))
+                let row = sqlx::query(concat!("SELECT owner_id, kind FROM collections WHERE id = $1", $for_update))
                     .bind(collection_id)
                     .fetch_optional(&mut *tx)
                     .await?
                     .ok_or(StoreError::NotFound)?;
                 let owner_id: i64 = row.try_get(0)?;
-                let name: String = row.try_get(1)?;
-                let kind: String = row.try_get(2)?;
+                let kind: String = row.try_get(1)?;
                 for (prop, value) in &patch.set_live {
                     let sql = match prop {
                         LiveProp::DisplayName => "UPDATE collections SET displayname = $2 WHERE id = $1",
@@ -599,7 +622,7 @@ macro_rules! impl_store {
                 // A calendar's properties are part of what the home's sync reports.
                 if kind == CollectionKind::Calendar.as_str() {
                     let (home_id, _) = lock_home(&mut tx, owner_id).await?;
-                    bump(&mut tx, home_id, &name, false, 0).await?;
+                    change(&mut tx, home_id, collection_id, None, false, 0).await?;
                 } else {
                     sqlx::query("UPDATE collections SET updated_at = $2 WHERE id = $1")
                         .bind(collection_id)
@@ -748,7 +771,7 @@ macro_rules! impl_store {
                 let etag = etag_of(obj.raw.as_bytes());
                 let size = obj.raw.len() as i64;
                 let mut tx = self.begin_write().await?;
-                let (owner_id, cal_name) = lock_calendar(&mut tx, collection_id).await?;
+                let owner_id = lock_calendar(&mut tx, collection_id).await?;
                 let existing = object_etag(&mut tx, collection_id, name).await?;
                 if !pre.holds(existing.as_ref().map(|(e, _)| e.as_str())) {
                     return Err(StoreError::PreconditionFailed);
@@ -819,8 +842,7 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 }
-                bump(&mut tx, collection_id, name, false, 0).await?;
-                bump(&mut tx, home_id, &cal_name, false, delta).await?;
+                change(&mut tx, home_id, collection_id, Some(name), false, delta).await?;
                 tx.commit().await?;
                 Ok(PutOutcome { created: existing.is_none() })
             }
@@ -830,7 +852,7 @@ macro_rules! impl_store {
                     return Ok(());
                 }
                 let mut tx = self.begin_write().await?;
-                let (owner_id, cal_name) = lock_calendar(&mut tx, collection_id).await?;
+                let owner_id = lock_calendar(&mut tx, collection_id).await?;
                 let (home_id, used) = lock_home(&mut tx, owner_id).await?;
                 let total: i64 = objs.iter().map(|(_, o)| o.raw.len() as i64).sum();
                 if used + total > quota {
@@ -840,13 +862,21 @@ macro_rules! impl_store {
                 // One revision per object, reserved at once, so sync pages stay exact.
                 let n = objs.len() as i64;
                 let last: i64 = sqlx::query_scalar(
-                    "UPDATE collections SET revision = revision + $2, updated_at = $3 WHERE id = $1 RETURNING revision",
+                    "UPDATE collections SET revision = revision + $2, used_bytes = used_bytes + $3, updated_at = $4 \
+                     WHERE id = $1 RETURNING revision",
                 )
-                .bind(collection_id)
+                .bind(home_id)
                 .bind(n)
+                .bind(total)
                 .bind(t)
                 .fetch_one(&mut *tx)
                 .await?;
+                sqlx::query("UPDATE collections SET revision = $2, updated_at = $3 WHERE id = $1")
+                    .bind(collection_id)
+                    .bind(last)
+                    .bind(t)
+                    .execute(&mut *tx)
+                    .await?;
                 let first = last - n + 1;
                 const ROWS: usize = 200;
                 for (chunk_no, chunk) in objs.chunks(ROWS).enumerate() {
@@ -900,14 +930,13 @@ macro_rules! impl_store {
                         .map_err(|e| if is_unique_violation(&e) { StoreError::AlreadyExists } else { e.into() })?;
                     cq.execute(&mut *tx).await?;
                 }
-                bump(&mut tx, home_id, &cal_name, false, total).await?;
                 tx.commit().await?;
                 Ok(())
             }
 
             async fn delete_object(&self, collection_id: i64, name: &str, pre: &Precondition) -> Result<()> {
                 let mut tx = self.begin_write().await?;
-                let (owner_id, cal_name) = lock_calendar(&mut tx, collection_id).await?;
+                let owner_id = lock_calendar(&mut tx, collection_id).await?;
                 let (etag, size) = object_etag(&mut tx, collection_id, name).await?.ok_or(StoreError::NotFound)?;
                 if !pre.holds(Some(&etag)) {
                     return Err(StoreError::PreconditionFailed);
@@ -918,8 +947,7 @@ macro_rules! impl_store {
                     .bind(name)
                     .execute(&mut *tx)
                     .await?;
-                bump(&mut tx, collection_id, name, true, 0).await?;
-                bump(&mut tx, home_id, &cal_name, false, -size).await?;
+                change(&mut tx, home_id, collection_id, Some(name), true, -size).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -942,11 +970,10 @@ macro_rules! impl_store {
                 } else {
                     (dst_collection, src_collection)
                 };
-                let first_cal = lock_calendar(&mut tx, first).await?;
-                let second_cal = if second != first { lock_calendar(&mut tx, second).await? } else { first_cal.clone() };
-                let (src_owner, src_cal_name) = if first == src_collection { first_cal.clone() } else { second_cal.clone() };
-                let (dst_owner, dst_cal_name) = if first == dst_collection { first_cal } else { second_cal };
-                if src_owner != dst_owner {
+                let first_owner = lock_calendar(&mut tx, first).await?;
+                let second_owner = if second != first { lock_calendar(&mut tx, second).await? } else { first_owner };
+                // Transfers stay within one owner's calendars.
+                if first_owner != second_owner {
                     return Err(StoreError::NotFound);
                 }
                 let src = sqlx::query("SELECT etag, size, uid FROM objects WHERE collection_id = $1 AND name = $2")
@@ -972,7 +999,7 @@ macro_rules! impl_store {
                 if let Some(holder) = uid_holder(&mut tx, dst_collection, &src_uid, &except).await? {
                     return Err(StoreError::UidConflict(holder));
                 }
-                let (home_id, used) = lock_home(&mut tx, src_owner).await?;
+                let (home_id, used) = lock_home(&mut tx, first_owner).await?;
                 let dst_size = dst.as_ref().map_or(0, |(_, s)| *s);
                 let delta = if remove_source { -dst_size } else { src_size - dst_size };
                 if delta > 0 && used + delta > quota {
@@ -997,8 +1024,7 @@ macro_rules! impl_store {
                     .bind(src_name)
                     .execute(&mut *tx)
                     .await?;
-                    bump(&mut tx, src_collection, src_name, true, 0).await?;
-                    bump(&mut tx, home_id, &src_cal_name, false, 0).await?;
+                    change(&mut tx, home_id, src_collection, Some(src_name), true, 0).await?;
                 } else {
                     sqlx::query(
                         "INSERT INTO objects (collection_id, name, uid, etag, ics, size, component, index_version, first_start, last_end, \
@@ -1015,43 +1041,71 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 }
-                bump(&mut tx, dst_collection, dst_name, false, 0).await?;
-                bump(&mut tx, home_id, &dst_cal_name, false, delta).await?;
+                change(&mut tx, home_id, dst_collection, Some(dst_name), false, delta).await?;
                 tx.commit().await?;
                 Ok(PutOutcome { created: dst.is_none() })
             }
 
             async fn changes_since(&self, collection_id: i64, since: Option<i64>, limit: Option<u64>) -> Result<ChangeSet> {
                 let mut tx = self.begin_read().await?;
-                let row = sqlx::query("SELECT revision, min_revision FROM collections WHERE id = $1")
+                let row = sqlx::query("SELECT revision, min_revision, kind, owner_id FROM collections WHERE id = $1")
                     .bind(collection_id)
                     .fetch_optional(&mut *tx)
                     .await?
                     .ok_or(StoreError::NotFound)?;
                 let revision: i64 = row.try_get(0)?;
                 let min_revision: i64 = row.try_get(1)?;
+                let kind: String = row.try_get(2)?;
+                let owner_id: i64 = row.try_get(3)?;
                 if let Some(r) = since {
                     if r < min_revision || r > revision {
                         return Err(StoreError::InvalidSyncToken);
                     }
                 }
                 let fetch = limit.map_or(i64::MAX, |l| (l.min(i64::MAX as u64 - 1) + 1) as i64);
-                let rows = sqlx::query(
-                    "SELECT name, revision, deleted FROM changes WHERE collection_id = $1 AND revision > $2 \
-                     AND ($3 = 1 OR deleted = 0) ORDER BY revision LIMIT $4",
-                )
-                .bind(collection_id)
-                .bind(since.unwrap_or(0))
-                .bind(since.is_some() as i64)
-                .bind(fetch)
-                .fetch_all(&mut *tx)
-                .await?;
+                let rows = if kind == CollectionKind::Home.as_str() {
+                    // The home's members changed after R: calendars whose revision is after R
+                    // (created, changed or with changed contents), and tombstones of deleted ones.
+                    sqlx::query(
+                        "SELECT name, revision, deleted FROM ( \
+                           SELECT name, revision, CAST(0 AS BIGINT) AS deleted FROM collections \
+                             WHERE owner_id = $1 AND kind = 'calendar' AND revision > $2 \
+                           UNION ALL \
+                           SELECT name, revision, deleted FROM changes \
+                             WHERE collection_id = $3 AND revision > $2 AND deleted = 1 AND $4 = 1 \
+                         ) AS members ORDER BY revision LIMIT $5",
+                    )
+                    .bind(owner_id)
+                    .bind(since.unwrap_or(0))
+                    .bind(collection_id)
+                    .bind(since.is_some() as i64)
+                    .bind(fetch)
+                    .fetch_all(&mut *tx)
+                    .await?
+                } else {
+                    sqlx::query(
+                        "SELECT name, revision, deleted FROM changes WHERE collection_id = $1 AND revision > $2 \
+                         AND ($3 = 1 OR deleted = 0) ORDER BY revision LIMIT $4",
+                    )
+                    .bind(collection_id)
+                    .bind(since.unwrap_or(0))
+                    .bind(since.is_some() as i64)
+                    .bind(fetch)
+                    .fetch_all(&mut *tx)
+                    .await?
+                };
                 tx.commit().await?;
                 let mut changes = Vec::with_capacity(rows.len());
                 let mut last = since.unwrap_or(0);
                 let truncated = limit.is_some_and(|l| rows.len() as u64 > l);
                 for r in rows.iter().take(limit.map_or(usize::MAX, |l| l as usize)) {
-                    changes.push(Change { name: r.try_get(0)?, deleted: r.try_get::<i64, _>(2)? != 0 });
+                    let name: String = r.try_get(0)?;
+                    // A calendar deleted and re-created since R appears twice; the later wins.
+                    // (Only the home can repeat a name, and it has few members.)
+                    if kind == CollectionKind::Home.as_str() {
+                        changes.retain(|c: &Change| c.name != name);
+                    }
+                    changes.push(Change { name, deleted: r.try_get::<i64, _>(2)? != 0 });
                     last = r.try_get(1)?;
                 }
                 Ok(ChangeSet { revision: if truncated { last } else { revision }, changes, truncated })

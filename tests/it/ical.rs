@@ -695,3 +695,23 @@ pub async fn query_cost_follows_candidates(s: &TestServer) {
         assert_eq!(r.status(207).hrefs().len(), 10);
     }
 }
+
+pub async fn recurring_length_is_exact_across_dst(s: &TestServer) {
+    // RFC 5545 §3.8.5.3: DTEND fixes the exact length of every instance. The first instance
+    // spans the October change (91 h); the second, which does not, still lasts 91 h.
+    let ics = cal(&format!(
+        "{BERLIN}{}",
+        vevent("len", "DTSTART;TZID=Europe/Berlin:20251025T120000\r\nDTEND;TZID=Europe/Berlin:20251029T060000\r\nRRULE:FREQ=DAILY;COUNT=2\r\n")
+    ));
+    put(s, "len", &ics).await;
+    let hit = expand_query(s, "20251030T050000Z", "20251030T060000Z", None).await;
+    assert_eq!(starts(&hit, "len"), vec!["20251026T110000Z"]);
+    let data = hit.prop_text(
+        "/calendars/alice/default/len.ics",
+        NS_CALDAV,
+        "calendar-data",
+    );
+    assert!(data.contains("DTEND:20251030T060000Z"), "{data}");
+    let miss = expand_query(s, "20251030T060000Z", "20251030T070000Z", None).await;
+    assert!(starts(&miss, "len").is_empty());
+}

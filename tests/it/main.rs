@@ -119,6 +119,7 @@ fn main() {
         ical::invalid_recurrence_is_refused,
         ical::work_limit_is_enforced,
         ical::query_cost_follows_candidates,
+        ical::recurring_length_is_exact_across_dst,
         prefilter::prefilter_never_drops_a_match,
     ];
     let db_scenarios: Vec<(&str, DbScenario)> = db_scenarios![objects::restart_keeps_everything,];

@@ -258,10 +258,32 @@ pub async fn home_sync_reports_calendars(s: &TestServer) {
     let r = sync(s, home, &t2, "").await;
     assert_eq!(r.hrefs(), vec!["/calendars/alice/new/"]);
     assert_eq!(r.response_status("/calendars/alice/new/"), Some(404));
+    // Deleted and re-created since a token: reported once, as existing.
+    let t3 = r.sync_token();
+    s.req("MKCALENDAR", "/calendars/alice/again/")
+        .send()
+        .await
+        .status(201);
+    let t4 = sync(s, home, &t3, "").await.sync_token();
+    s.req("DELETE", "/calendars/alice/again/")
+        .send()
+        .await
+        .status(204);
+    s.req("MKCALENDAR", "/calendars/alice/again/")
+        .send()
+        .await
+        .status(201);
+    let again = sync(s, home, &t4, "").await;
+    assert_eq!(again.hrefs(), vec!["/calendars/alice/again/"]);
+    assert_eq!(
+        again.response_status("/calendars/alice/again/"),
+        None,
+        "listed with properties, not as 404"
+    );
     // The home's CTag follows.
     let p = s.req("PROPFIND", home).depth("0").xml(r#"<D:propfind xmlns:D="DAV:" xmlns:CS="http://calendarserver.org/ns/"><D:prop><CS:getctag/></D:prop></D:propfind>"#).send().await;
     assert_eq!(
         p.prop_text(home, "http://calendarserver.org/ns/", "getctag"),
-        r.sync_token()
+        again.sync_token()
     );
 }
