@@ -55,7 +55,9 @@ pub async fn handle(st: &AppState, me: &Principal, req: Request<'_>) -> DavResul
         ("COPY" | "MOVE", Res::Object(c, o)) => {
             methods::copy_move(&ctx, c, o, &req, m == "MOVE").await
         }
-        ("REPORT", Res::Home(_) | Res::Calendar(_)) => report::report(&mut ctx, &res, &req).await,
+        ("REPORT", Res::Home(_) | Res::Calendar(_) | Res::Principal) => {
+            report::report(&mut ctx, &res, &req).await
+        }
         _ => Err(not_allowed(&res, m)),
     };
     with_allow(result, &res)

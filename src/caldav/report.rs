@@ -39,6 +39,7 @@ pub async fn report(ctx: &mut Ctx<'_>, r: &Res, req: &Request<'_>) -> DavResult<
         (NS_CALDAV, "calendar-multiget", Res::Calendar(c)) => multiget(ctx, c, &root).await,
         (NS_CALDAV, "calendar-query", Res::Calendar(c)) => query(ctx, c, &root).await,
         (NS_CALDAV, "free-busy-query", Res::Calendar(c)) => free_busy(ctx, c, &root).await,
+        (NS_DAV, "expand-property", Res::Principal) => expand_property(ctx, r, &root).await,
         _ => Err(
             DavError::precondition(StatusCode::FORBIDDEN, NS_DAV, "supported-report")
                 .with_detail(format!("{} is not supported here", root.name)),
@@ -315,6 +316,25 @@ fn strip_origin(href: &str) -> &str {
         Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
         None => href,
     }
+}
+
+/// RFC 3253 §3.8 expand-property on the principal (Apple asks for its delegations right after
+/// setup): the requested properties of the principal, in one 207. Href values are not expanded
+/// further; the proxy sets are empty because Almanac has no delegation yet.
+async fn expand_property(ctx: &Ctx<'_>, r: &Res, root: &Element) -> DavResult<Response> {
+    let mut names = Vec::new();
+    for p in root.children_named(NS_DAV, "property") {
+        let local = p
+            .attr("name")
+            .ok_or_else(|| DavError::BadRequest("DAV:property without name".into()))?;
+        names.push(QName::new(p.attr("namespace").unwrap_or(NS_DAV), local));
+    }
+    let resp = prop_response(ctx, r, &PropFind::Prop(names)).await?;
+    let mut w = XmlWriter::new();
+    w.start(NS_DAV, "multistatus");
+    resp.write(&mut w, false);
+    w.end();
+    Ok(multistatus(w.finish()))
 }
 
 /// The zone of a query's `CALDAV:timezone` element (RFC 4791 §9.8), else the calendar's.

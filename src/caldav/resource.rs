@@ -34,9 +34,8 @@ impl Res {
     /// Methods this resource supports: the single source of `Allow` and of 405 decisions.
     pub fn allowed(&self) -> &'static [&'static str] {
         match self {
-            Res::Root | Res::PrincipalsRoot | Res::CalendarsRoot | Res::Principal => {
-                &["OPTIONS", "PROPFIND"]
-            }
+            Res::Root | Res::PrincipalsRoot | Res::CalendarsRoot => &["OPTIONS", "PROPFIND"],
+            Res::Principal => &["OPTIONS", "PROPFIND", "REPORT"],
             Res::Home(_) => &["OPTIONS", "PROPFIND", "PROPPATCH", "REPORT"],
             Res::Calendar(_) => &["OPTIONS", "PROPFIND", "PROPPATCH", "REPORT", "DELETE"],
             Res::Object(..) => &[
@@ -184,8 +183,14 @@ impl<'a> Ctx<'a> {
                 ])),
                 (NS_DAV, "displayname") => Some(V::Text(me.clone())),
                 (NS_DAV, "principal-URL") => Some(V::Href(path::principal_href(me))),
-                (NS_DAV, "supported-report-set") => Some(V::Reports(vec![])),
+                (NS_DAV, "supported-report-set") => {
+                    Some(V::Reports(vec![(NS_DAV, "expand-property")]))
+                }
                 (NS_CALDAV, "calendar-home-set") => Some(V::Href(path::home_href(me))),
+                // No delegation yet: the proxy sets Apple asks for exist and are empty.
+                (NS_CS, "calendar-proxy-read-for") | (NS_CS, "calendar-proxy-write-for") => {
+                    Some(V::Empty)
+                }
                 (NS_CALDAV, "calendar-user-address-set") => {
                     let mut hrefs = Vec::new();
                     if let Some(e) = &self.me.email {

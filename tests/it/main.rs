@@ -14,6 +14,7 @@ mod dav;
 mod ical;
 mod objects;
 mod prefilter;
+mod replay;
 mod sync;
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -121,8 +122,25 @@ fn main() {
         ical::query_cost_follows_candidates,
         ical::recurring_length_is_exact_across_dst,
         prefilter::prefilter_never_drops_a_match,
+        replay::thunderbird_detects_calendars,
+        replay::thunderbird_sync_cycle,
+        replay::thunderbird_stale_token_resync,
+        replay::thunderbird_ctag_polling,
+        replay::apple_macos_account_setup,
+        replay::apple_macos_delegation_probe,
+        replay::apple_macos_first_poll,
+        replay::apple_macos_calendar_sync,
+        replay::apple_ios_setup_and_home_poll,
+        replay::apple_ios_ctag_fallback,
+        replay::davx5_service_detection,
+        replay::davx5_collection_sync,
+        replay::davx5_creates_calendar,
+        replay::evolution_discovery_and_sync,
     ];
-    let db_scenarios: Vec<(&str, DbScenario)> = db_scenarios![objects::restart_keeps_everything,];
+    let db_scenarios: Vec<(&str, DbScenario)> = db_scenarios![
+        objects::restart_keeps_everything,
+        replay::server_truncation_loops,
+    ];
 
     let postgres_ignored = postgres_state().is_err_and(|e| e.is_empty());
     let mut trials = Vec::new();
