@@ -80,12 +80,15 @@ async fn dav_entry(State(st): State<AppState>, req: Request) -> Response {
 
 async fn dav_inner(st: &AppState, req: Request) -> Response {
     let parsed = DavPath::parse(req.uri().path());
-    match &parsed {
-        Err(PathError::TooLong) => return StatusCode::URI_TOO_LONG.into_response(),
+    let early = match &parsed {
+        Err(PathError::TooLong) => Some(StatusCode::URI_TOO_LONG.into_response()),
         Err(PathError::Invalid(why)) => {
-            return DavError::BadRequest(format!("invalid path: {why}")).into_response()
+            Some(DavError::BadRequest(format!("invalid path: {why}")).into_response())
         }
-        _ => {}
+        _ => None,
+    };
+    if let Some(r) = early {
+        return answer_early(req, r).await;
     }
     let ip = req
         .extensions()
@@ -97,18 +100,22 @@ async fn dav_inner(st: &AppState, req: Request) -> Response {
         .and_then(|v| v.to_str().ok());
     let me = match st.auth.authenticate(auth_header, ip).await {
         Ok(p) => p,
-        Err(AuthError::Missing | AuthError::Invalid) => return unauthorized(),
+        Err(AuthError::Missing | AuthError::Invalid) => {
+            return answer_early(req, unauthorized()).await
+        }
         Err(AuthError::Throttled(wait)) => {
             let mut r = (StatusCode::TOO_MANY_REQUESTS, "too many failed logins\n").into_response();
             if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
                 r.headers_mut().insert(header::RETRY_AFTER, v);
             }
-            return r;
+            return answer_early(req, r).await;
         }
-        Err(AuthError::Store(e)) => return DavError::Store(e).into_response(),
+        Err(AuthError::Store(e)) => {
+            return answer_early(req, DavError::Store(e).into_response()).await
+        }
     };
     let Ok(path) = parsed else {
-        return StatusCode::NOT_FOUND.into_response();
+        return answer_early(req, StatusCode::NOT_FOUND.into_response()).await;
     };
     let (parts, body) = req.into_parts();
     let body = match read_body(body, st.config.limits.max_request_body, &parts.headers).await {
@@ -127,13 +134,51 @@ async fn dav_inner(st: &AppState, req: Request) -> Response {
     }
 }
 
+/// Bodies this small are read and dropped before an early answer (401, 429, 404…), so the
+/// connection stays usable: a client that sent credentials-less PROPFIND retries on it.
+const DRAIN_LIMIT: u64 = 256 * 1024;
+
+/// Answers before the request body was needed. A body left unread would make the connection
+/// unusable, so a small one is drained; otherwise the answer says `Connection: close`
+/// (RFC 9112 §9.6) instead of closing the connection without warning.
+async fn answer_early(req: Request, mut response: Response) -> Response {
+    let headers = req.headers();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    let drained = match (declared, chunked) {
+        (Some(0), false) | (None, false) => true,
+        (Some(n), false) if n <= DRAIN_LIMIT => {
+            http_body_util::Limited::new(req.into_body(), DRAIN_LIMIT as usize)
+                .collect()
+                .await
+                .is_ok()
+        }
+        _ => false,
+    };
+    if !drained {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
 /// Reads the whole body, refusing (413) anything over `limit` before or while reading it.
 async fn read_body(
     body: Body,
     limit: u64,
     headers: &axum::http::HeaderMap,
 ) -> Result<bytes::Bytes, Response> {
-    let too_large = || (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+    let too_large = || {
+        let mut r = (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+        // The rest of the body stays unread: say the connection ends here (RFC 9112 §9.6).
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r
+    };
     if let Some(len) = headers.get(header::CONTENT_LENGTH) {
         match len.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
             Some(n) if n > limit => return Err(too_large()),

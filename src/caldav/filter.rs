@@ -243,8 +243,16 @@ impl Filter {
     /// type, only objects of that type can match; if that component filter has a time-range,
     /// only objects whose index bounds meet it can.
     pub fn prefilter(&self) -> Prefilter {
-        if self.top.is_not_defined || !self.top.props.is_empty() {
+        if self.top.is_not_defined {
             return Prefilter::default();
+        }
+        // A VCALENDAR-level time-range bounds every component's occurrences.
+        let top_window = self.top.time_range.map(|t| (t.start, t.end));
+        if !self.top.props.is_empty() {
+            return Prefilter {
+                component: None,
+                window: top_window,
+            };
         }
         let positive: Vec<&CompFilter> = self
             .top
@@ -253,14 +261,20 @@ impl Filter {
             .filter(|c| !c.is_not_defined)
             .collect();
         let Some(first) = positive.first() else {
-            return Prefilter::default();
+            return Prefilter {
+                component: None,
+                window: top_window,
+            };
         };
         let Some(kind) = ComponentKind::parse(&first.name) else {
-            return Prefilter::default();
+            return Prefilter {
+                component: None,
+                window: top_window,
+            };
         };
         Prefilter {
             component: Some(kind),
-            window: first.time_range.map(|t| (t.start, t.end)),
+            window: first.time_range.map(|t| (t.start, t.end)).or(top_window),
         }
     }
 
@@ -272,8 +286,37 @@ impl Filter {
         budget: &Budget,
     ) -> Result<bool, LimitExceeded> {
         let f = &self.top;
-        if cal.name != "VCALENDAR" || f.is_not_defined || f.time_range.is_some() {
+        if cal.name != "VCALENDAR" || f.is_not_defined {
             return Ok(false);
+        }
+        // A time-range on VCALENDAR itself (python-caldav sends one for a search without a
+        // component type) means "has an occurrence in the range" for the object's components.
+        if let Some(tr) = f.time_range {
+            let mut any = false;
+            for kind in [
+                ComponentKind::Event,
+                ComponentKind::Todo,
+                ComponentKind::Journal,
+                ComponentKind::FreeBusy,
+            ] {
+                if !cal.children.iter().any(|c| c.name == kind.as_str()) {
+                    continue;
+                }
+                let probe = CompFilter {
+                    name: kind.as_str().to_owned(),
+                    is_not_defined: false,
+                    time_range: Some(tr),
+                    props: vec![],
+                    comps: vec![],
+                };
+                if top_comp_matches(&probe, cal, ctx, budget)? {
+                    any = true;
+                    break;
+                }
+            }
+            if !any {
+                return Ok(false);
+            }
         }
         // A prop-filter directly under VCALENDAR also looks at the object's components: clients
         // (and caldav-server-tester's comp-type-optional case) search by UID or SUMMARY without

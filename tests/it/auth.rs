@@ -167,3 +167,32 @@ pub async fn repeated_failures_are_throttled(s: &TestServer) {
         .await
         .status(207);
 }
+
+pub async fn early_answers_keep_the_connection_usable(s: &TestServer) {
+    // A client sends PROPFIND with a body and no credentials, gets 401, and retries with
+    // credentials on the same keep-alive connection (python-caldav, Apple). The server must
+    // have read the small body so the connection stays usable.
+    let body =
+        r#"<D:propfind xmlns:D="DAV:"><D:prop><D:current-user-principal/></D:prop></D:propfind>"#;
+    for _ in 0..3 {
+        s.req_as(None, "PROPFIND", "/")
+            .depth("0")
+            .xml(body)
+            .send()
+            .await
+            .status(401);
+        s.req("PROPFIND", "/")
+            .depth("0")
+            .xml(body)
+            .send()
+            .await
+            .status(207);
+    }
+    // A body too large to drain: the early answer says the connection ends.
+    let cl = format!("Content-Length: {}\r\n", 17 * 1024 * 1024);
+    assert_eq!(
+        s.raw_status("PUT", "/calendars/alice/default/x.ics", &cl)
+            .await,
+        413
+    );
+}

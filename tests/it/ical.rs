@@ -715,3 +715,28 @@ pub async fn recurring_length_is_exact_across_dst(s: &TestServer) {
     let miss = expand_query(s, "20251030T060000Z", "20251030T070000Z", None).await;
     assert!(starts(&miss, "len").is_empty());
 }
+
+pub async fn time_range_on_vcalendar_matches_components(s: &TestServer) {
+    // python-caldav's search(start, end) without a component type puts the time-range on
+    // VCALENDAR itself; it means "has an occurrence in the range".
+    put(
+        s,
+        "in",
+        &cal(&vevent(
+            "in",
+            "DTSTART:20240301T100000Z\r\nDURATION:PT1H\r\n",
+        )),
+    )
+    .await;
+    put(
+        s,
+        "out",
+        &cal(&vevent(
+            "out",
+            "DTSTART:20240401T100000Z\r\nDURATION:PT1H\r\n",
+        )),
+    )
+    .await;
+    let f = r#"<C:comp-filter name="VCALENDAR"><C:time-range start="20240301T000000Z" end="20240302T000000Z"/></C:comp-filter>"#;
+    assert_eq!(query_hrefs(s, f).await, vec!["in"]);
+}
