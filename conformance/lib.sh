@@ -292,3 +292,8 @@ conformance_report() {
     echo "$passed passed, $bad failed"
     [[ $bad -eq 0 ]]
 }
+
+# Server-agnostic start (Almanac, or the peers Radicale and Xandikos via CONFORMANCE_SERVER):
+# conformance_server_start, conformance_server_report, conformance_named_venv. See peers.sh.
+# shellcheck source=peers.sh
+. "$CONFORMANCE_DIR/peers.sh"
