@@ -238,15 +238,17 @@ impl Authenticator {
             (user_key.clone(), self.threshold),
             (format!("a:{ip}"), self.threshold * 4),
         ];
-        if let Some(wait) = self.throttled(&keys) {
-            return Err(AuthError::Throttled(wait));
-        }
         let principal = self.store.principal_by_name(&user).await?;
         let ck = self.cache_key(&user, &password);
+        // Credentials verified moments ago pass even while this address is throttled: a device
+        // still holding an old password must not lock out the user's other devices.
         if let Some(p) = &principal {
             if self.cached(&ck, p) {
                 return Ok(p.clone());
             }
+        }
+        if let Some(wait) = self.throttled(&keys) {
+            return Err(AuthError::Throttled(wait));
         }
         // One argon2 verification per attempt: an app-password-shaped secret selects its hash
         // by lookup; anything else is checked against the account password.
