@@ -466,8 +466,6 @@ impl<'a> Series<'a> {
         let (from, to) = (i64::MIN / 4, i64::MAX / 4);
         let insts = if unbounded {
             // Only the start matters; the first few occurrences are enough to find it.
-            self.instances(ctx, from, from + 1, &Budget::new(max_instances))
-                .ok();
             self.first_occurrences(ctx)
         } else {
             self.instances(ctx, from, to, &budget).ok()
