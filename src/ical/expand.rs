@@ -14,7 +14,7 @@ use super::value::{
     Time, TimeCtx,
 };
 use super::ComponentKind;
-use chrono::{Datelike, Duration, Month, NaiveDateTime, Weekday};
+use chrono::{Datelike, Duration, Month, NaiveDateTime};
 use rrule::{Frequency, NWeekday, RRule, RRuleSet, Tz as RTz};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -581,19 +581,6 @@ pub fn build_rrule(value: &str, start: &Time, zone: &Zone) -> Result<RRule, Stri
         .map_err(|e| e.to_string())
 }
 
-fn weekday(s: &str) -> Option<Weekday> {
-    Some(match s.to_ascii_uppercase().as_str() {
-        "MO" => Weekday::Mon,
-        "TU" => Weekday::Tue,
-        "WE" => Weekday::Wed,
-        "TH" => Weekday::Thu,
-        "FR" => Weekday::Fri,
-        "SA" => Weekday::Sat,
-        "SU" => Weekday::Sun,
-        _ => return None,
-    })
-}
-
 fn nums<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, String> {
     v.split(',')
         .filter(|x| !x.trim().is_empty())
@@ -653,7 +640,9 @@ fn parse_rrule(
             "UNTIL" => r.until(naive(
                 until_local(&v, start, zone).ok_or_else(|| format!("bad UNTIL {v}"))?,
             )),
-            "WKST" => r.week_start(weekday(&v).ok_or_else(|| format!("bad WKST {v}"))?),
+            "WKST" => r.week_start(
+                super::value::parse_weekday(&v).ok_or_else(|| format!("bad WKST {v}"))?,
+            ),
             "BYSETPOS" => r.by_set_pos(nums(&v)?),
             "BYMONTH" => {
                 let ms: Vec<u8> = nums(&v)?;
@@ -674,7 +663,8 @@ fn parse_rrule(
                 for d in v.split(',').filter(|x| !x.trim().is_empty()) {
                     let d = d.trim();
                     let (n, wd) = d.split_at(d.len().saturating_sub(2));
-                    let wd = weekday(wd).ok_or_else(|| format!("bad BYDAY {d}"))?;
+                    let wd =
+                        super::value::parse_weekday(wd).ok_or_else(|| format!("bad BYDAY {d}"))?;
                     days.push(if n.is_empty() {
                         NWeekday::Every(wd)
                     } else {

@@ -607,19 +607,6 @@ struct Rule {
     wkst: Weekday,
 }
 
-fn parse_weekday(s: &str) -> Option<Weekday> {
-    Some(match s.to_ascii_uppercase().as_str() {
-        "MO" => Weekday::Mon,
-        "TU" => Weekday::Tue,
-        "WE" => Weekday::Wed,
-        "TH" => Weekday::Thu,
-        "FR" => Weekday::Fri,
-        "SA" => Weekday::Sat,
-        "SU" => Weekday::Sun,
-        _ => return None,
-    })
-}
-
 impl Rule {
     fn parse(value: &str) -> Result<Rule, TzError> {
         let invalid = |reason: String| TzError::InvalidRule {
@@ -712,7 +699,7 @@ impl Rule {
                     for d in val.split(',').map(str::trim) {
                         let split = d.len().saturating_sub(2);
                         let (n, wd) = (d.get(..split), d.get(split..));
-                        let wd = wd.and_then(parse_weekday);
+                        let wd = wd.and_then(super::value::parse_weekday);
                         let n = match n {
                             Some("") => Some(0),
                             Some(n) => n
@@ -730,8 +717,8 @@ impl Rule {
                     }
                 }
                 "WKST" => {
-                    rule.wkst =
-                        parse_weekday(val).ok_or_else(|| invalid(format!("bad WKST {val:?}")))?
+                    rule.wkst = super::value::parse_weekday(val)
+                        .ok_or_else(|| invalid(format!("bad WKST {val:?}")))?
                 }
                 "BYWEEKNO" => return Err(unsupported("BYWEEKNO")),
                 // RFC 7529: only the Gregorian calendar can be evaluated here.

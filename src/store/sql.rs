@@ -790,58 +790,37 @@ macro_rules! impl_store {
                 }
                 let t = now();
                 let ti = &obj.index.time;
-                if existing.is_some() {
-                    sqlx::query(
-                        "UPDATE objects SET uid = $3, etag = $4, ics = $5, size = $6, component = $7, modified_at = $8, \
-                         index_version = $9, first_start = $10, last_end = $11, recurring = $12, floating = $13, \
-                         all_day = $14, transp = $15, status = $16, class = $17 \
-                         WHERE collection_id = $1 AND name = $2",
-                    )
-                    .bind(collection_id)
-                    .bind(name)
-                    .bind(&obj.index.uid)
-                    .bind(&etag)
-                    .bind(&obj.raw)
-                    .bind(size)
-                    .bind(obj.index.component.as_str())
-                    .bind(t)
-                    .bind(INDEX_VERSION)
-                    .bind(ti.first_start)
-                    .bind(ti.last_end)
-                    .bind(ti.recurring as i64)
-                    .bind(ti.floating as i64)
-                    .bind(ti.all_day as i64)
-                    .bind(&ti.transp)
-                    .bind(&ti.status)
-                    .bind(&ti.class)
-                    .execute(&mut *tx)
-                    .await?;
-                } else {
-                    sqlx::query(
-                        "INSERT INTO objects (collection_id, name, uid, etag, ics, size, component, created_at, modified_at, \
-                         index_version, first_start, last_end, recurring, floating, all_day, transp, status, class) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-                    )
-                    .bind(collection_id)
-                    .bind(name)
-                    .bind(&obj.index.uid)
-                    .bind(&etag)
-                    .bind(&obj.raw)
-                    .bind(size)
-                    .bind(obj.index.component.as_str())
-                    .bind(t)
-                    .bind(INDEX_VERSION)
-                    .bind(ti.first_start)
-                    .bind(ti.last_end)
-                    .bind(ti.recurring as i64)
-                    .bind(ti.floating as i64)
-                    .bind(ti.all_day as i64)
-                    .bind(&ti.transp)
-                    .bind(&ti.status)
-                    .bind(&ti.class)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                // One statement for create and replace; created_at stays what it was.
+                sqlx::query(
+                    "INSERT INTO objects (collection_id, name, uid, etag, ics, size, component, created_at, modified_at, \
+                     index_version, first_start, last_end, recurring, floating, all_day, transp, status, class) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+                     ON CONFLICT (collection_id, name) DO UPDATE SET uid = excluded.uid, etag = excluded.etag, \
+                     ics = excluded.ics, size = excluded.size, component = excluded.component, \
+                     modified_at = excluded.modified_at, index_version = excluded.index_version, \
+                     first_start = excluded.first_start, last_end = excluded.last_end, recurring = excluded.recurring, \
+                     floating = excluded.floating, all_day = excluded.all_day, transp = excluded.transp, \
+                     status = excluded.status, class = excluded.class",
+                )
+                .bind(collection_id)
+                .bind(name)
+                .bind(&obj.index.uid)
+                .bind(&etag)
+                .bind(&obj.raw)
+                .bind(size)
+                .bind(obj.index.component.as_str())
+                .bind(t)
+                .bind(INDEX_VERSION)
+                .bind(ti.first_start)
+                .bind(ti.last_end)
+                .bind(ti.recurring as i64)
+                .bind(ti.floating as i64)
+                .bind(ti.all_day as i64)
+                .bind(&ti.transp)
+                .bind(&ti.status)
+                .bind(&ti.class)
+                .execute(&mut *tx)
+                .await?;
                 change(&mut tx, home_id, collection_id, Some(name), false, delta).await?;
                 tx.commit().await?;
                 Ok(PutOutcome { created: existing.is_none() })
