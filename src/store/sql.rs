@@ -148,6 +148,42 @@ const OBJECT_META_COLS: &str = "name, uid, etag, size, component, created_at, mo
 const PRINCIPAL_COLS: &str = "id, name, email, password_hash, credentials_version, created_at";
 const APP_PASSWORD_COLS: &str = "id, principal_id, label, hash, created_at, last_used_at";
 
+/// Create-or-replace of one object row; created_at stays what it was.
+const OBJECT_UPSERT: &str = "INSERT INTO objects (collection_id, name, uid, etag, ics, size, component, created_at, modified_at, \
+                     index_version, first_start, last_end, recurring, floating, all_day, transp, status, class) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+                     ON CONFLICT (collection_id, name) DO UPDATE SET uid = excluded.uid, etag = excluded.etag, \
+                     ics = excluded.ics, size = excluded.size, component = excluded.component, \
+                     modified_at = excluded.modified_at, index_version = excluded.index_version, \
+                     first_start = excluded.first_start, last_end = excluded.last_end, recurring = excluded.recurring, \
+                     floating = excluded.floating, all_day = excluded.all_day, transp = excluded.transp, \
+                     status = excluded.status, class = excluded.class";
+
+/// Binds one object row in the column order of `OBJECT_UPSERT` and of import's multi-row insert
+/// (`$8` is used twice there, for created_at and modified_at).
+macro_rules! bind_object_row {
+    ($q:expr, $collection_id:expr, $name:expr, $obj:expr, $etag:expr, $t:expr) => {{
+        let ti = &$obj.index.time;
+        $q.bind($collection_id)
+            .bind($name)
+            .bind(&$obj.index.uid)
+            .bind($etag)
+            .bind(&$obj.raw)
+            .bind($obj.raw.len() as i64)
+            .bind($obj.index.component.as_str())
+            .bind($t)
+            .bind(INDEX_VERSION)
+            .bind(ti.first_start)
+            .bind(ti.last_end)
+            .bind(ti.recurring as i64)
+            .bind(ti.floating as i64)
+            .bind(ti.all_day as i64)
+            .bind(&ti.transp)
+            .bind(&ti.status)
+            .bind(&ti.class)
+    }};
+}
+
 macro_rules! impl_store {
     ($store:ident, $db:ty, $for_update:literal) => {
         type Tx = Transaction<'static, $db>;
@@ -789,36 +825,8 @@ macro_rules! impl_store {
                     return Err(StoreError::QuotaExceeded);
                 }
                 let t = now();
-                let ti = &obj.index.time;
                 // One statement for create and replace; created_at stays what it was.
-                sqlx::query(
-                    "INSERT INTO objects (collection_id, name, uid, etag, ics, size, component, created_at, modified_at, \
-                     index_version, first_start, last_end, recurring, floating, all_day, transp, status, class) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-                     ON CONFLICT (collection_id, name) DO UPDATE SET uid = excluded.uid, etag = excluded.etag, \
-                     ics = excluded.ics, size = excluded.size, component = excluded.component, \
-                     modified_at = excluded.modified_at, index_version = excluded.index_version, \
-                     first_start = excluded.first_start, last_end = excluded.last_end, recurring = excluded.recurring, \
-                     floating = excluded.floating, all_day = excluded.all_day, transp = excluded.transp, \
-                     status = excluded.status, class = excluded.class",
-                )
-                .bind(collection_id)
-                .bind(name)
-                .bind(&obj.index.uid)
-                .bind(&etag)
-                .bind(&obj.raw)
-                .bind(size)
-                .bind(obj.index.component.as_str())
-                .bind(t)
-                .bind(INDEX_VERSION)
-                .bind(ti.first_start)
-                .bind(ti.last_end)
-                .bind(ti.recurring as i64)
-                .bind(ti.floating as i64)
-                .bind(ti.all_day as i64)
-                .bind(&ti.transp)
-                .bind(&ti.status)
-                .bind(&ti.class)
+                bind_object_row!(sqlx::query(OBJECT_UPSERT), collection_id, name, obj, &etag, t)
                 .execute(&mut *tx)
                 .await?;
                 change(&mut tx, home_id, collection_id, Some(name), false, delta).await?;
@@ -883,25 +891,7 @@ macro_rules! impl_store {
                     let mut q = sqlx::query(&sql);
                     let mut cq = sqlx::query(&changes);
                     for (i, (name, obj)) in chunk.iter().enumerate() {
-                        let ti = &obj.index.time;
-                        q = q
-                            .bind(collection_id)
-                            .bind(name)
-                            .bind(&obj.index.uid)
-                            .bind(etag_of(obj.raw.as_bytes()))
-                            .bind(&obj.raw)
-                            .bind(obj.raw.len() as i64)
-                            .bind(obj.index.component.as_str())
-                            .bind(t)
-                            .bind(INDEX_VERSION)
-                            .bind(ti.first_start)
-                            .bind(ti.last_end)
-                            .bind(ti.recurring as i64)
-                            .bind(ti.floating as i64)
-                            .bind(ti.all_day as i64)
-                            .bind(&ti.transp)
-                            .bind(&ti.status)
-                            .bind(&ti.class);
+                        q = bind_object_row!(q, collection_id, name, obj, etag_of(obj.raw.as_bytes()), t);
                         cq = cq.bind(collection_id).bind(name).bind(first + (chunk_no * ROWS + i) as i64);
                     }
                     q.execute(&mut *tx)
