@@ -8,9 +8,11 @@ use crate::dav::multistatus::PropValue;
 use crate::dav::path::{self, DavPath};
 use crate::dav::xml::{QName, NS_CALDAV, NS_CS, NS_DAV};
 use crate::dav::{DavError, DavResult};
+use crate::ical::expand::Budget;
 use crate::state::AppState;
 use crate::store::{Collection, ObjectMeta, Principal};
 use crate::timefmt::{http_date, rfc3339};
+use std::time::Instant;
 
 /// A resolved request target.
 #[derive(Debug, Clone)]
@@ -58,11 +60,34 @@ pub struct Ctx<'a> {
     pub me: &'a Principal,
     /// The caller's home, loaded once per request that needs quota or home properties.
     pub home: Option<Collection>,
+    /// When the request's time (`limits.request_timeout_seconds`) runs out. Long loops check
+    /// it themselves: CPU work between awaits cannot be interrupted from outside.
+    pub deadline: Option<Instant>,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(st: &'a AppState, me: &'a Principal) -> Self {
-        Ctx { st, me, home: None }
+        Ctx {
+            st,
+            me,
+            home: None,
+            deadline: None,
+        }
+    }
+
+    /// Refuses to go on once the request's time is up (503 with `Retry-After`).
+    pub fn check_deadline(&self) -> DavResult<()> {
+        match self.deadline {
+            Some(d) if Instant::now() >= d => Err(DavError::Status(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The recurrence-expansion budget of this request: an instance count and the deadline.
+    pub fn budget(&self) -> Budget {
+        Budget::new(self.st.config.limits.max_instances_per_request).until(self.deadline)
     }
 
     pub async fn load_home(&mut self) -> DavResult<&Collection> {
