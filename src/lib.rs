@@ -12,6 +12,7 @@
 //! - `store`    — the `Store` trait with SQLite and PostgreSQL implementations
 //! - `reindex`  — recomputes index columns written by older servers, at start
 //! - `timefmt`  — HTTP and RFC 3339 date formatting, pure
+//! - `fuzzing`  — entry points shared by the fuzz targets (`fuzz/`) and their corpus replay
 //!
 //! Dependencies flow one way: `app → caldav → dav → store → ical`.
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod caldav;
 pub mod config;
 pub mod dav;
+pub mod fuzzing;
 pub mod ical;
 pub mod reindex;
 pub mod state;
