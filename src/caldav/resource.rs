@@ -37,7 +37,15 @@ impl Res {
             Res::Root | Res::PrincipalsRoot | Res::CalendarsRoot => &["OPTIONS", "PROPFIND"],
             Res::Principal => &["OPTIONS", "PROPFIND", "REPORT"],
             Res::Home(_) => &["OPTIONS", "PROPFIND", "PROPPATCH", "REPORT"],
-            Res::Calendar(_) => &["OPTIONS", "PROPFIND", "PROPPATCH", "REPORT", "DELETE"],
+            Res::Calendar(_) => &[
+                "OPTIONS",
+                "GET",
+                "HEAD",
+                "PROPFIND",
+                "PROPPATCH",
+                "REPORT",
+                "DELETE",
+            ],
             Res::Object(..) => &[
                 "OPTIONS", "GET", "HEAD", "PUT", "DELETE", "PROPFIND", "COPY", "MOVE",
             ],
@@ -270,6 +278,19 @@ pub fn content_type(component: &str) -> String {
 
 fn privileges(r: &Res) -> Vec<(&'static str, &'static str)> {
     match r {
+        // A subscription: readable and renamable (removing it is the home's unbind); its
+        // members are the refresher's.
+        Res::Calendar(c) if c.read_only => vec![
+            (NS_DAV, "read"),
+            (NS_DAV, "write-properties"),
+            (NS_DAV, "read-current-user-privilege-set"),
+            (NS_CALDAV, "read-free-busy"),
+        ],
+        Res::Object(c, _) if c.read_only => vec![
+            (NS_DAV, "read"),
+            (NS_DAV, "read-current-user-privilege-set"),
+            (NS_CALDAV, "read-free-busy"),
+        ],
         Res::Home(_) | Res::Calendar(_) | Res::Object(..) => vec![
             (NS_DAV, "all"),
             (NS_DAV, "read"),

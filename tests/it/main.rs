@@ -11,6 +11,7 @@ mod support;
 mod auth;
 mod corpus;
 mod dav;
+mod feeds;
 mod ical;
 mod objects;
 mod prefilter;
@@ -138,10 +139,15 @@ fn main() {
         replay::davx5_collection_sync,
         replay::davx5_creates_calendar,
         replay::evolution_discovery_and_sync,
+        feeds::feed_links_hide_private_details,
+        feeds::get_on_a_calendar_exports_it,
+        feeds::import_then_export_round_trips,
     ];
     let db_scenarios: Vec<(&str, DbScenario)> = db_scenarios![
         objects::restart_keeps_everything,
         replay::server_truncation_loops,
+        feeds::subscriptions_follow_their_source,
+        feeds::command_line_round_trip,
     ];
 
     let postgres_ignored = postgres_state().is_err_and(|e| e.is_empty());
