@@ -156,6 +156,22 @@ const OBJECT_META_COLS: &str = "name, uid, etag, size, component, created_at, mo
 const PRINCIPAL_COLS: &str = "id, name, email, password_hash, credentials_version, created_at";
 const APP_PASSWORD_COLS: &str = "id, principal_id, label, hash, created_at, last_used_at";
 
+/// Names per `IN (…)` query: well under SQLite's and Postgres's bind-parameter limits.
+const IN_CHUNK: usize = 500;
+
+/// `$first, $first+1, …` for `n` values.
+fn in_list(first: usize, n: usize) -> String {
+    let mut s = String::with_capacity(n * 5);
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push('$');
+        s.push_str(&(first + i).to_string());
+    }
+    s
+}
+
 /// Create-or-replace of one object row; created_at stays what it was.
 const OBJECT_UPSERT: &str = "INSERT INTO objects (collection_id, name, uid, etag, ics, size, component, created_at, modified_at, \
                      index_version, first_start, last_end, recurring, floating, all_day, transp, status, class) \
@@ -805,40 +821,38 @@ macro_rules! impl_store {
             }
 
             async fn objects_by_names(&self, collection_id: i64, names: &[String]) -> Result<Vec<StoredObject>> {
-                let mut tx = self.begin_read().await?;
                 let mut out = Vec::with_capacity(names.len());
-                for name in names {
-                    let row = sqlx::query(&format!(
-                        "SELECT {OBJECT_META_COLS}, ics FROM objects WHERE collection_id = $1 AND name = $2"
-                    ))
-                    .bind(collection_id)
-                    .bind(name)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(r) = row {
+                for chunk in names.chunks(IN_CHUNK) {
+                    let sql = format!(
+                        "SELECT {OBJECT_META_COLS}, ics FROM objects WHERE collection_id = $1 AND name IN ({})",
+                        in_list(2, chunk.len())
+                    );
+                    let mut q = sqlx::query(&sql).bind(collection_id);
+                    for n in chunk {
+                        q = q.bind(n);
+                    }
+                    for r in q.fetch_all(self.read_pool()).await? {
                         out.push(object_row(&r)?);
                     }
                 }
-                tx.commit().await?;
                 Ok(out)
             }
 
             async fn object_metas_named(&self, collection_id: i64, names: &[String]) -> Result<Vec<ObjectMeta>> {
-                let mut tx = self.begin_read().await?;
                 let mut out = Vec::with_capacity(names.len());
-                for name in names {
-                    let row = sqlx::query(&format!(
-                        "SELECT {OBJECT_META_COLS} FROM objects WHERE collection_id = $1 AND name = $2"
-                    ))
-                    .bind(collection_id)
-                    .bind(name)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(r) = row {
+                for chunk in names.chunks(IN_CHUNK) {
+                    let sql = format!(
+                        "SELECT {OBJECT_META_COLS} FROM objects WHERE collection_id = $1 AND name IN ({})",
+                        in_list(2, chunk.len())
+                    );
+                    let mut q = sqlx::query(&sql).bind(collection_id);
+                    for n in chunk {
+                        q = q.bind(n);
+                    }
+                    for r in q.fetch_all(self.read_pool()).await? {
                         out.push(meta_row(&r)?);
                     }
                 }
-                tx.commit().await?;
                 Ok(out)
             }
 
