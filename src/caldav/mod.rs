@@ -33,8 +33,9 @@ pub struct Request<'a> {
 
 pub async fn handle(st: &AppState, me: &Principal, req: Request<'_>) -> DavResult<Response> {
     let mut ctx = Ctx::new(st, me);
-    let res = ctx.resolve(&req.path).await?;
     let m = req.method.as_str();
+    ctx.want_body = matches!(m, "GET" | "HEAD");
+    let res = ctx.resolve(&req.path).await?;
     if !res.allowed().contains(&m) {
         return with_allow(Err(not_allowed(&res, m)), &res);
     }
@@ -52,7 +53,10 @@ pub async fn handle(st: &AppState, me: &Principal, req: Request<'_>) -> DavResul
             methods::mkcalendar(&ctx, name, &req, false).await
         }
         ("MKCOL", Res::NewCalendar(name)) => methods::mkcalendar(&ctx, name, &req, true).await,
-        ("GET" | "HEAD", Res::Object(c, o)) => methods::get(&ctx, c, o, &req).await,
+        ("GET" | "HEAD", Res::Object(c, o)) => {
+            let body = ctx.prefetched.take();
+            methods::get(&ctx, c, o, body, &req).await
+        }
         ("PUT", Res::Object(c, _) | Res::NewObject(c, _)) => methods::put(&ctx, c, &req).await,
         ("DELETE", Res::Object(c, o)) => methods::delete_object(&ctx, c, o, &req).await,
         ("DELETE", Res::Calendar(c)) => methods::delete_calendar(&ctx, c).await,

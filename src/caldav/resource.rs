@@ -66,11 +66,22 @@ pub struct Ctx<'a> {
     pub me: &'a Principal,
     /// The caller's home, loaded once per request that needs quota or home properties.
     pub home: Option<Collection>,
+    /// Set before `resolve` when the method will read the object's body (GET/HEAD), so the
+    /// body comes with the resolution instead of in a second query.
+    pub want_body: bool,
+    /// The body fetched by `resolve` when `want_body` was set.
+    pub prefetched: Option<crate::store::StoredObject>,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(st: &'a AppState, me: &'a Principal) -> Self {
-        Ctx { st, me, home: None }
+        Ctx {
+            st,
+            me,
+            home: None,
+            want_body: false,
+            prefetched: None,
+        }
     }
 
     pub async fn load_home(&mut self) -> DavResult<&Collection> {
@@ -82,7 +93,7 @@ impl<'a> Ctx<'a> {
 
     /// Resolves a path for the caller. Anything in another user's namespace is "not found",
     /// whether it exists or not, so nothing about other users can be learned.
-    pub async fn resolve(&self, p: &DavPath) -> DavResult<Res> {
+    pub async fn resolve(&mut self, p: &DavPath) -> DavResult<Res> {
         if let Some(owner) = p.owner() {
             if owner != self.me.name {
                 return Err(DavError::Status(axum::http::StatusCode::NOT_FOUND));
@@ -99,18 +110,22 @@ impl<'a> Ctx<'a> {
                 Some(col) => Res::Calendar(col),
                 None => Res::NewCalendar(c.clone()),
             },
-            DavPath::Object(_, c, o) => match store.calendar(self.me.id, c).await? {
-                None => Res::Orphan,
-                Some(col) => {
-                    let mut metas = store
-                        .object_metas_named(col.id, std::slice::from_ref(o))
-                        .await?;
-                    match metas.pop() {
-                        Some(m) => Res::Object(col, m),
-                        None => Res::NewObject(col, o.clone()),
+            DavPath::Object(_, c, o) => {
+                match store
+                    .calendar_object(self.me.id, c, o, self.want_body)
+                    .await?
+                {
+                    None => Res::Orphan,
+                    Some((col, None)) => Res::NewObject(col, o.clone()),
+                    Some((col, Some(obj))) => {
+                        let meta = obj.meta.clone();
+                        if self.want_body {
+                            self.prefetched = Some(obj);
+                        }
+                        Res::Object(col, meta)
                     }
                 }
-            },
+            }
         })
     }
 

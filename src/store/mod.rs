@@ -462,6 +462,15 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<StoredObject>>;
     async fn collection_by_id(&self, id: i64) -> Result<Option<Collection>>;
+    /// The owner's calendar `cal` and its member `name` if there is one (with its body when
+    /// `with_body`): what resolving an object URL needs, in one round trip.
+    async fn calendar_object(
+        &self,
+        owner_id: i64,
+        cal: &str,
+        name: &str,
+        with_body: bool,
+    ) -> Result<Option<(Collection, Option<StoredObject>)>>;
 
     // Feeds
     async fn create_feed(

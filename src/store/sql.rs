@@ -145,6 +145,13 @@ fn components_from_text(s: &str) -> Vec<ComponentKind> {
 
 const COLLECTION_COLS: &str = "id, owner_id, name, kind, displayname, description, timezone, components, revision, min_revision, used_bytes, created_at, updated_at, \
                                (SELECT COUNT(*) FROM subscriptions s WHERE s.collection_id = collections.id) AS subscribed";
+/// `COLLECTION_COLS` qualified, for joins with `objects`, whose columns are aliased `o_*`.
+const COLLECTION_JOIN_COLS: &str = "collections.id, collections.owner_id, collections.name, collections.kind, collections.displayname, \
+                                    collections.description, collections.timezone, collections.components, collections.revision, \
+                                    collections.min_revision, collections.used_bytes, collections.created_at, collections.updated_at, \
+                                    (SELECT COUNT(*) FROM subscriptions s WHERE s.collection_id = collections.id) AS subscribed, \
+                                    o.name AS o_name, o.uid AS o_uid, o.etag AS o_etag, o.size AS o_size, o.component AS o_component, \
+                                    o.created_at AS o_created_at, o.modified_at AS o_modified_at";
 const FEED_COLS: &str =
     "f.id, f.collection_id, c.owner_id, c.name AS calendar, f.token_hint, f.mode, f.window_days, \
                          f.include_alarms, f.include_emails, f.created_at, f.last_used_at";
@@ -1156,6 +1163,38 @@ macro_rules! impl_store {
                     .fetch_optional(self.read_pool())
                     .await?;
                 Ok(row.as_ref().map(collection_row).transpose()?)
+            }
+
+            async fn calendar_object(&self, owner_id: i64, cal: &str, name: &str, with_body: bool) -> Result<Option<(Collection, Option<StoredObject>)>> {
+                let body = if with_body { ", o.ics AS o_ics" } else { "" };
+                let row = sqlx::query(&format!(
+                    "SELECT {COLLECTION_JOIN_COLS}{body} FROM collections \
+                     LEFT JOIN objects o ON o.collection_id = collections.id AND o.name = $3 \
+                     WHERE collections.owner_id = $1 AND collections.name = $2 AND collections.kind = 'calendar'"
+                ))
+                .bind(owner_id)
+                .bind(cal)
+                .bind(name)
+                .fetch_optional(self.read_pool())
+                .await?;
+                let Some(r) = row else { return Ok(None) };
+                let c = collection_row(&r)?;
+                let obj = match r.try_get::<Option<String>, _>("o_name")? {
+                    None => None,
+                    Some(name) => Some(StoredObject {
+                        meta: ObjectMeta {
+                            name,
+                            uid: r.try_get("o_uid")?,
+                            etag: r.try_get("o_etag")?,
+                            size: r.try_get("o_size")?,
+                            component: r.try_get("o_component")?,
+                            created_at: r.try_get("o_created_at")?,
+                            modified_at: r.try_get("o_modified_at")?,
+                        },
+                        ics: if with_body { r.try_get("o_ics")? } else { String::new() },
+                    }),
+                };
+                Ok(Some((c, obj)))
             }
 
             async fn create_feed(&self, collection_id: i64, token_hash: &str, token_hint: &str, settings: &FeedSettings) -> Result<Feed> {
