@@ -17,8 +17,10 @@ use axum::Router;
 use http_body_util::BodyExt;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
-use tokio::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 pub fn router(state: AppState) -> Router {
@@ -33,17 +35,23 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// How long a client may take to send a request's headers (slow-header attacks).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// What `Retry-After` says when the server is at its connection limit or a request ran out of
+/// time: long enough for a burst to pass, short enough that clients come back soon.
+const RETRY_AFTER_SECONDS: &str = "5";
+/// Refusals being written at once; beyond that a connection over the limit is closed without
+/// an answer, so a flood cannot turn refusals into the resource it exhausts.
+const MAX_REFUSALS: usize = 64;
+/// How long a refusal may take to write and to see the client close.
+const REFUSAL_TIME: Duration = Duration::from_secs(2);
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.
 ///
 /// A small accept loop over hyper rather than `axum::serve`, for what HTTP/1 clients in the
 /// wild need: header names in Title-Case (some clients and proxies match them
-/// case-sensitively, although RFC 9110 §5.1 says they should not), a header read timeout, and
-/// the peer address for login throttling.
+/// case-sensitively, although RFC 9110 §5.1 says they should not), a header read timeout, a
+/// bound on connections, and the peer address for login throttling.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -56,8 +64,11 @@ pub async fn serve(
         state.config.limits.max_resource_size,
         state.config.limits.quota_bytes,
     ));
+    let limits = state.config.limits.clone();
     let app = router(state);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -72,6 +83,11 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Held by the connection's task until the connection ends, idle time included.
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            refuse(stream, peer, &refusals);
+            continue;
+        };
         let app = app.clone();
         let service = hyper::service::service_fn(
             move |mut req: axum::http::Request<hyper::body::Incoming>| {
@@ -82,7 +98,7 @@ pub async fn serve(
         );
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .header_read_timeout(limits.header_read_timeout())
             .title_case_headers(true)
             .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
@@ -90,6 +106,7 @@ pub async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);
@@ -101,6 +118,49 @@ pub async fn serve(
         tracing::warn!("shutdown: some connections did not finish in time");
     }
     Ok(())
+}
+
+/// Answers a connection over `limits.max_connections` with 503 and closes it. The answer is
+/// written before anything is read; then the client's request is read and dropped until it
+/// closes, because closing a socket with unread input resets it and could lose the answer.
+fn refuse(mut stream: TcpStream, peer: SocketAddr, refusals: &Arc<Semaphore>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tracing::warn!(%peer, "connection limit reached: refusing a connection with 503");
+    let Ok(permit) = refusals.clone().try_acquire_owned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        let body = "too many connections, retry later\n";
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {RETRY_AFTER_SECONDS}\r\n\
+             Connection: close\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = tokio::time::timeout(REFUSAL_TIME, async {
+            stream.write_all(answer.as_bytes()).await?;
+            stream.shutdown().await?;
+            let mut sink = [0u8; 4096];
+            while stream.read(&mut sink).await? > 0 {}
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+    });
+}
+
+/// 503 with `Retry-After`: the server could not finish the request in its time.
+fn timed_out() -> Response {
+    let mut r = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the request took too long, retry later\n",
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_static(RETRY_AFTER_SECONDS),
+    );
+    r
 }
 
 async fn healthz(State(st): State<AppState>) -> Response {
@@ -218,13 +278,20 @@ async fn dav_inner(st: &AppState, req: Request) -> Response {
     if let Some(r) = early {
         return answer_early(req, r).await;
     }
-    let me = match authenticate(st, req.headers(), peer_ip(&req)).await {
-        Ok(p) => p,
-        Err(r) => return answer_early(req, r).await,
+    // The request's time runs while the server works on it: authentication (which may queue
+    // for an argon2 slot) and handling, but not while the client uploads its body.
+    let timeout = st.config.limits.request_timeout();
+    let started = Instant::now();
+    let authenticated = within(timeout, authenticate(st, req.headers(), peer_ip(&req))).await;
+    let me = match authenticated {
+        None => return answer_early(req, timed_out()).await,
+        Some(Ok(p)) => p,
+        Some(Err(r)) => return answer_early(req, r).await,
     };
     let Ok(path) = parsed else {
         return answer_early(req, StatusCode::NOT_FOUND.into_response()).await;
     };
+    let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
     let (parts, body) = req.into_parts();
     let body = match read_body(body, st.config.limits.max_request_body, &parts.headers).await {
         Ok(b) => b,
@@ -235,10 +302,27 @@ async fn dav_inner(st: &AppState, req: Request) -> Response {
         path,
         headers: &parts.headers,
         body,
+        deadline: left.map(|l| Instant::now() + l),
     };
-    match caldav::handle(st, &me, request).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+    // Dropping the handler's future on timeout drops any open transaction with it, which rolls
+    // it back: a timed-out write leaves nothing behind.
+    let response = match within(left, caldav::handle(st, &me, request)).await {
+        None => return timed_out(),
+        Some(Ok(r)) => r,
+        Some(Err(e)) => e.into_response(),
+    };
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        // The handler noticed the deadline itself (CPU work between awaits).
+        return timed_out();
+    }
+    response
+}
+
+/// Runs `work` for at most `limit` (`None`: without limit); `None` when time ran out.
+async fn within<T>(limit: Option<Duration>, work: impl Future<Output = T>) -> Option<T> {
+    match limit {
+        Some(l) => tokio::time::timeout(l, work).await.ok(),
+        None => Some(work.await),
     }
 }
 

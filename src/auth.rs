@@ -18,6 +18,7 @@ use rand::Rng;
 use sha2::Sha256;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -119,7 +120,7 @@ const FORGET_AFTER: Duration = Duration::from_secs(900);
 pub struct Authenticator {
     store: DynStore,
     key: [u8; 32],
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
     failures: Mutex<HashMap<String, Failures>>,
     cache_ttl: Duration,
@@ -127,6 +128,19 @@ pub struct Authenticator {
     /// A real argon2 hash that never matches: unknown users cost the same time as known ones,
     /// so response times do not reveal which names exist.
     decoy_hash: String,
+    /// argon2 verifications running now and the most ever running at once: what operators
+    /// (and the tests) read to see that `auth.argon2_concurrency` holds.
+    running: Arc<AtomicUsize>,
+    peak: AtomicUsize,
+}
+
+/// Counts one running verification for as long as it lives.
+struct Running(Arc<AtomicUsize>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Authenticator {
@@ -141,13 +155,20 @@ impl Authenticator {
         Arc::new(Authenticator {
             store,
             key,
-            permits: Semaphore::new(concurrency.max(1)),
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
             cache: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             cache_ttl: Duration::from_secs(cache_seconds),
             threshold: threshold.max(1),
             decoy_hash: hash_password(&generate_password()).unwrap_or_default(),
+            running: Arc::new(AtomicUsize::new(0)),
+            peak: AtomicUsize::new(0),
         })
+    }
+
+    /// The most argon2 verifications that have run at once since start.
+    pub fn peak_concurrent_verifications(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
     }
 
     fn cache_key(&self, user: &str, password: &str) -> [u8; 32] {
@@ -268,15 +289,25 @@ impl Authenticator {
             },
         };
         let ok = {
-            let _permit = self
+            let permit = self
                 .permits
-                .acquire()
+                .clone()
+                .acquire_owned()
                 .await
                 .map_err(|_| AuthError::Invalid)?;
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            let running = Running(self.running.clone());
+            self.peak.fetch_max(now, Ordering::SeqCst);
             let password = password.clone();
-            tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-                .await
-                .unwrap_or(false)
+            // The permit travels with the computation: a request dropped mid-verification (its
+            // time ran out) does not free a slot while argon2 still runs.
+            tokio::task::spawn_blocking(move || {
+                // Fields drop in order: the count goes down before the slot is freed.
+                let _held = (running, permit);
+                verify_password(&hash, &password)
+            })
+            .await
+            .unwrap_or(false)
         };
         match principal {
             Some(p) if ok => {

@@ -62,6 +62,34 @@ pub struct Limits {
     /// Recurrence instances one request may generate (calendar-query, expand, free-busy);
     /// a request needing more is refused with 507 instead of tying up the server.
     pub max_instances_per_request: u64,
+    /// Seconds a client may take to send a request's headers, and an idle keep-alive
+    /// connection may stay open before its next request: a client trickling bytes (slowloris)
+    /// or merely holding connections open cannot pin `max_connections` for long. 0: no limit.
+    pub header_read_timeout_seconds: u64,
+    /// Connections served at once, idle keep-alive ones included. One more gets an immediate
+    /// `503` with `Retry-After` and is closed, so a flood of connections costs the server a
+    /// bounded amount of memory and file descriptors instead of taking it down.
+    pub max_connections: usize,
+    /// Seconds the server may spend on one request (authentication and handling, not the
+    /// client's upload); beyond it the request gets `503` with `Retry-After` and anything it
+    /// had begun to write is rolled back. Bounds what one expensive query can cost. 0: no limit.
+    pub request_timeout_seconds: u64,
+}
+
+impl Limits {
+    /// `header_read_timeout_seconds` as a duration; `None` when turned off.
+    pub fn header_read_timeout(&self) -> Option<std::time::Duration> {
+        secs(self.header_read_timeout_seconds)
+    }
+
+    /// `request_timeout_seconds` as a duration; `None` when turned off.
+    pub fn request_timeout(&self) -> Option<std::time::Duration> {
+        secs(self.request_timeout_seconds)
+    }
+}
+
+fn secs(n: u64) -> Option<std::time::Duration> {
+    (n > 0).then(|| std::time::Duration::from_secs(n))
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -99,6 +127,9 @@ impl Default for Limits {
             quota_bytes: 1024 * 1024 * 1024,
             max_sync_results: 10_000,
             max_instances_per_request: 1_000_000,
+            header_read_timeout_seconds: 30,
+            max_connections: 1024,
+            request_timeout_seconds: 60,
         }
     }
 }
@@ -217,6 +248,21 @@ mod tests {
         assert!(cfg
             .apply_env(|k| (k == "ALMANAC_LISTEN").then(|| "nope".into()))
             .is_err());
+    }
+
+    #[test]
+    fn zero_timeouts_mean_no_limit() {
+        let cfg = Config::from_toml(
+            "[limits]\nheader_read_timeout_seconds = 0\nrequest_timeout_seconds = 0\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.limits.header_read_timeout(), None);
+        assert_eq!(cfg.limits.request_timeout(), None);
+        let d = Limits::default();
+        assert_eq!(
+            d.request_timeout(),
+            Some(std::time::Duration::from_secs(60))
+        );
     }
 
     #[test]

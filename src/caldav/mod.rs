@@ -29,10 +29,13 @@ pub struct Request<'a> {
     pub path: DavPath,
     pub headers: &'a HeaderMap,
     pub body: Bytes,
+    /// When the time allowed for this request (`limits.request_timeout_seconds`) runs out.
+    pub deadline: Option<std::time::Instant>,
 }
 
 pub async fn handle(st: &AppState, me: &Principal, req: Request<'_>) -> DavResult<Response> {
     let mut ctx = Ctx::new(st, me);
+    ctx.deadline = req.deadline;
     let m = req.method.as_str();
     ctx.want_body = matches!(m, "GET" | "HEAD");
     let res = ctx.resolve(&req.path).await?;

@@ -59,7 +59,11 @@ fn filter_error(e: FilterError) -> DavError {
     }
 }
 
-fn too_much_work(_: LimitExceeded) -> DavError {
+fn too_much_work(e: LimitExceeded) -> DavError {
+    if e == LimitExceeded::Deadline {
+        // Out of time, not out of work budget: the caller answers 503 with Retry-After.
+        return DavError::Status(StatusCode::SERVICE_UNAVAILABLE);
+    }
     DavError::precondition(
         StatusCode::INSUFFICIENT_STORAGE,
         NS_DAV,
@@ -115,6 +119,7 @@ async fn write_object(
     floating: &Zone,
     budget: &Budget,
 ) -> DavResult<()> {
+    ctx.check_deadline()?;
     let res = Res::Object(c.clone(), obj.meta.clone());
     let mut resp = prop_response(ctx, &res, &wanted.props).await?;
     if let Some(cd) = &wanted.data {
@@ -207,7 +212,7 @@ async fn sync_collection(
                 }
             }
             let floating = floating_zone(c);
-            let budget = Budget::new(ctx.st.config.limits.max_instances_per_request);
+            let budget = ctx.budget();
             for ch in &set.changes {
                 match found.get(&ch.name) {
                     Some(o) => write_object(ctx, &mut w, c, o, &wanted, &floating, &budget).await?,
@@ -258,7 +263,7 @@ async fn sync_collection(
 
 async fn multiget(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Response> {
     let wanted = report_props(root)?;
-    let budget = Budget::new(ctx.st.config.limits.max_instances_per_request);
+    let budget = ctx.budget();
     // First the hrefs, then one query per calendar named, then the answers in request order.
     let hrefs: Vec<String> = root
         .children_named(NS_DAV, "href")
@@ -362,10 +367,11 @@ async fn query(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Respo
         from: pre.window.map(|w| w.0),
         to: pre.window.map(|w| w.1),
     };
-    let budget = Budget::new(ctx.st.config.limits.max_instances_per_request);
+    let budget = ctx.budget();
     let mut w = XmlWriter::new();
     w.start(NS_DAV, "multistatus");
     for obj in ctx.st.store.candidates(c.id, &cand).await? {
+        ctx.check_deadline()?;
         let Some(cal) = ical::parse(&obj.ics).ok().and_then(|mut t| t.pop()) else {
             continue;
         };
@@ -389,7 +395,7 @@ async fn free_busy(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<R
     })?;
     let tr: TimeRange = super::filter::parse_time_range(tr_el).map_err(filter_error)?;
     let floating = floating_zone(c);
-    let budget = Budget::new(ctx.st.config.limits.max_instances_per_request);
+    let budget = ctx.budget();
     let cand = Candidates {
         component: None,
         from: Some(tr.start),
@@ -397,6 +403,7 @@ async fn free_busy(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<R
     };
     let mut periods = Vec::new();
     for obj in ctx.st.store.candidates(c.id, &cand).await? {
+        ctx.check_deadline()?;
         if !matches!(obj.meta.component.as_str(), "VEVENT" | "VFREEBUSY") {
             continue;
         }

@@ -8,9 +8,11 @@ use crate::dav::multistatus::PropValue;
 use crate::dav::path::{self, DavPath};
 use crate::dav::xml::{QName, NS_CALDAV, NS_CS, NS_DAV};
 use crate::dav::{DavError, DavResult};
+use crate::ical::expand::Budget;
 use crate::state::AppState;
 use crate::store::{Collection, ObjectMeta, Principal};
 use crate::timefmt::{http_date, rfc3339};
+use std::time::Instant;
 
 /// A resolved request target.
 #[derive(Debug, Clone)]
@@ -71,6 +73,9 @@ pub struct Ctx<'a> {
     pub want_body: bool,
     /// The body fetched by `resolve` when `want_body` was set.
     pub prefetched: Option<crate::store::StoredObject>,
+    /// When the request's time (`limits.request_timeout_seconds`) runs out. Long loops check
+    /// it themselves: CPU work between awaits cannot be interrupted from outside.
+    pub deadline: Option<Instant>,
 }
 
 impl<'a> Ctx<'a> {
@@ -81,7 +86,23 @@ impl<'a> Ctx<'a> {
             home: None,
             want_body: false,
             prefetched: None,
+            deadline: None,
         }
+    }
+
+    /// Refuses to go on once the request's time is up (503 with `Retry-After`).
+    pub fn check_deadline(&self) -> DavResult<()> {
+        match self.deadline {
+            Some(d) if Instant::now() >= d => Err(DavError::Status(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The recurrence-expansion budget of this request: an instance count and the deadline.
+    pub fn budget(&self) -> Budget {
+        Budget::new(self.st.config.limits.max_instances_per_request).until(self.deadline)
     }
 
     pub async fn load_home(&mut self) -> DavResult<&Collection> {

@@ -14,6 +14,11 @@ pub const NS_DAV: &str = "DAV:";
 pub const NS_CALDAV: &str = "urn:ietf:params:xml:ns:caldav";
 pub const NS_CS: &str = "http://calendarserver.org/ns/";
 pub const NS_ICAL: &str = "http://apple.com/ns/ical/";
+/// Bound to the prefix `xml` by definition (`xml:lang`, `xml:space`); declaring any prefix for
+/// it, even `xml` itself, is an error (Namespaces in XML 1.0 §3).
+pub const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
+/// The namespace of `xmlns` declarations themselves.
+const NS_XMLNS: &str = "http://www.w3.org/2000/xmlns/";
 
 /// Nesting deeper than this is refused: no DAV request needs more than a dozen levels, and the
 /// limit keeps recursive code over the tree safe from stack exhaustion.
@@ -116,6 +121,9 @@ fn prefix_for(
     if ns.is_empty() {
         return None;
     }
+    if ns == NS_XML {
+        return Some("xml".to_owned());
+    }
     if let Some((p, _)) = scope.iter().rev().find(|(_, n)| n == ns) {
         return Some(p.clone());
     }
@@ -186,6 +194,7 @@ pub enum XmlError {
 pub fn parse(body: &[u8]) -> Result<Element, XmlError> {
     let text = std::str::from_utf8(body).map_err(|_| XmlError::NotUtf8)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    xml_chars(text)?;
     let mut reader = NsReader::from_str(text);
     reader.config_mut().trim_text(false);
     reader.config_mut().check_end_names = true;
@@ -222,6 +231,7 @@ pub fn parse(body: &[u8]) -> Result<Element, XmlError> {
                     let value = a
                         .unescape_value()
                         .map_err(|e| XmlError::Malformed(e.to_string()))?;
+                    xml_chars(&value)?;
                     attrs.push((
                         QName {
                             ns: ans,
@@ -251,6 +261,7 @@ pub fn parse(body: &[u8]) -> Result<Element, XmlError> {
                 let s = t
                     .unescape()
                     .map_err(|e| XmlError::Malformed(e.to_string()))?;
+                xml_chars(&s)?;
                 match stack.last_mut() {
                     Some(top) => push_text(top, &s),
                     None if s.trim().is_empty() => {}
@@ -302,9 +313,40 @@ fn push_child(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
     }
 }
 
+/// XML 1.0 §2.2 `Char`: control characters other than tab, LF and CR (also when written as
+/// character references) make a document not well-formed. Accepting them would let a client
+/// store a dead property that we then serve inside multistatus answers no strict parser reads.
+fn xml_chars(s: &str) -> Result<(), XmlError> {
+    let forbidden = |c: char| {
+        matches!(c, '\0'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}')
+            || matches!(c, '\u{fffe}' | '\u{ffff}')
+    };
+    match s.chars().find(|&c| forbidden(c)) {
+        Some(c) => Err(XmlError::Malformed(format!(
+            "character U+{:04X} is not allowed in XML",
+            u32::from(c)
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn resolved_ns(res: &ResolveResult) -> Result<String, XmlError> {
     match res {
-        ResolveResult::Bound(ns) => utf8(ns.as_ref()),
+        // The reader hands namespace names over as written; `xmlns:x="a&amp;b"` names `a&b`
+        // (and our writer escapes it back), so references are resolved here.
+        ResolveResult::Bound(ns) => {
+            let ns = quick_xml::escape::unescape(&utf8(ns.as_ref())?)
+                .map_err(|e| XmlError::Malformed(e.to_string()))?
+                .into_owned();
+            xml_chars(&ns)?;
+            // Namespaces in XML 1.0 §3: the `xmlns` prefix names no element or attribute.
+            if ns == NS_XMLNS {
+                return Err(XmlError::Malformed(
+                    "the xmlns prefix cannot name an element or attribute".into(),
+                ));
+            }
+            Ok(ns)
+        }
         ResolveResult::Unbound => Ok(String::new()),
         ResolveResult::Unknown(p) => Err(XmlError::Malformed(format!(
             "undeclared namespace prefix {}",
@@ -387,6 +429,9 @@ impl XmlWriter {
         if ns.is_empty() {
             return local.to_owned();
         }
+        if ns == NS_XML {
+            return format!("xml:{local}");
+        }
         match PREFIXES.iter().find(|(_, n)| *n == ns) {
             Some((p, _)) => format!("{p}:{local}"),
             None => format!("x:{local}"),
@@ -404,7 +449,7 @@ impl XmlWriter {
                 let _ = write!(self.out, " xmlns:{p}=\"{n}\"");
             }
         }
-        if !ns.is_empty() && !PREFIXES.iter().any(|(_, n)| *n == ns) {
+        if !ns.is_empty() && ns != NS_XML && !PREFIXES.iter().any(|(_, n)| *n == ns) {
             let _ = write!(self.out, " xmlns:x=\"{}\"", escape(ns));
         }
         self.open_tag = true;

@@ -18,36 +18,59 @@ use chrono::{Datelike, Duration, Month, NaiveDateTime};
 use rrule::{Frequency, NWeekday, RRule, RRuleSet, Tz as RTz};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// Offsets can reach ±14 h, so anything floating (dates, floating times) can move that far
 /// with the calendar's zone; index bounds are widened by this much to stay conservative.
 pub const FLOATING_SLACK: i64 = 14 * 3600;
 
-/// How many instances one request may generate before it is refused.
+/// How many instances one request may generate before it is refused, and until when.
 #[derive(Debug)]
 pub struct Budget {
     // Atomic only so a request's futures stay `Send`; one request uses it from one task.
     left: AtomicU64,
+    /// Expansion is CPU work that never yields to the runtime, so a request timeout around the
+    /// handler could not interrupt it; the budget itself looks at the clock instead.
+    deadline: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the request needs more recurrence expansion than the server allows")]
-pub struct LimitExceeded;
+pub enum LimitExceeded {
+    #[error("the request needs more recurrence expansion than the server allows")]
+    Instances,
+    #[error("the request ran out of time while expanding recurrences")]
+    Deadline,
+}
+
+/// Instances generated between two looks at the clock: cheap next to generating them.
+const CLOCK_EVERY: u64 = 256;
 
 impl Budget {
     pub fn new(instances: u64) -> Self {
         Budget {
             left: AtomicU64::new(instances),
+            deadline: None,
         }
     }
     pub fn unlimited() -> Self {
         Budget::new(u64::MAX)
     }
+    /// The same budget, also refused once `deadline` (if any) has passed.
+    pub fn until(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
+    }
     fn spend(&self) -> Result<(), LimitExceeded> {
-        self.left
+        let before = self
+            .left
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(1))
-            .map(|_| ())
-            .map_err(|_| LimitExceeded)
+            .map_err(|_| LimitExceeded::Instances)?;
+        match self.deadline {
+            Some(d) if before % CLOCK_EVERY == 0 && Instant::now() >= d => {
+                Err(LimitExceeded::Deadline)
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -571,7 +594,11 @@ fn rule_set(
     let validated = unvalidated
         .validate(naive(anchor))
         .map_err(|e| e.to_string())?;
-    Ok(RRuleSet::new(naive(anchor)).rrule(validated))
+    // `limit()` caps the rule engine's search for the next occurrence (100,000 steps of the
+    // rule's frequency). Unlimited, a rule that never matches (FREQ=SECONDLY;BYMONTHDAY=30;
+    // BYMONTH=2) walks to year 9999 without producing an instance, so the instance budget never
+    // sees the work; a real rule has its next occurrence far sooner than 100,000 periods.
+    Ok(RRuleSet::new(naive(anchor)).rrule(validated).limit())
 }
 
 /// Validates an RRULE value against DTSTART (used at write time to refuse bad rules).
@@ -582,7 +609,8 @@ pub fn build_rrule(value: &str, start: &Time, zone: &Zone) -> Result<RRule, Stri
 }
 
 fn nums<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, String> {
-    v.split(',')
+    let out: Vec<T> = v
+        .split(',')
         .filter(|x| !x.trim().is_empty())
         .map(|x| {
             x.trim()
@@ -590,7 +618,56 @@ fn nums<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, String> {
                 .parse::<T>()
                 .map_err(|_| format!("bad number {x:?}"))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // An empty BYxxx list would silently mean "no restriction".
+    if out.is_empty() {
+        return Err("empty list".into());
+    }
+    Ok(out)
+}
+
+/// Occurrences one period of a rule may produce. The rule engine materialises a whole period
+/// (every combination of the BYxxx lists in it) before yielding its first occurrence, so a
+/// one-line YEARLY rule listing every month, day, hour, minute and second would allocate 31
+/// million date-times (gigabytes) per period, beyond the reach of any instance budget. Real
+/// rules stay far below this.
+pub const MAX_OCCURRENCES_PER_PERIOD: u64 = 100_000;
+
+/// An upper bound of the occurrences one period of the rule can hold: the days of the period
+/// its BYxxx parts allow, times the times of day (RFC 5545 §3.3.10 expansion table).
+fn period_bound(freq: Frequency, parts: &[(String, String)]) -> u64 {
+    let len = |name: &str| {
+        parts
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.split(',').filter(|x| !x.trim().is_empty()).count() as u64)
+    };
+    let times = |names: &[&str]| names.iter().map(|n| len(n).unwrap_or(1)).product::<u64>();
+    let (mut days, per_day) = match freq {
+        Frequency::Yearly => (366, times(&["BYHOUR", "BYMINUTE", "BYSECOND"])),
+        Frequency::Monthly => (31, times(&["BYHOUR", "BYMINUTE", "BYSECOND"])),
+        Frequency::Weekly => (7, times(&["BYHOUR", "BYMINUTE", "BYSECOND"])),
+        Frequency::Daily => (1, times(&["BYHOUR", "BYMINUTE", "BYSECOND"])),
+        Frequency::Hourly => (1, times(&["BYMINUTE", "BYSECOND"])),
+        Frequency::Minutely => (1, times(&["BYSECOND"])),
+        Frequency::Secondly => (1, 1),
+    };
+    if matches!(freq, Frequency::Yearly | Frequency::Monthly) {
+        let months = len("BYMONTH").unwrap_or(12);
+        for bound in [
+            len("BYYEARDAY"),
+            len("BYWEEKNO").map(|n| 7 * n),
+            len("BYMONTH").map(|n| 31 * n),
+            len("BYMONTHDAY").map(|n| n * months),
+            len("BYDAY").map(|n| 53 * n),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            days = days.min(bound);
+        }
+    }
+    days.saturating_mul(per_day)
 }
 
 /// RRULE value → the rule engine's builder. Parsed here rather than by the engine so that what
@@ -603,6 +680,7 @@ fn parse_rrule(
 ) -> Result<RRule<rrule::Unvalidated>, String> {
     let mut freq = None;
     let mut parts = Vec::new();
+    let mut seen = HashSet::new();
     for kv in value.split(';') {
         if kv.trim().is_empty() {
             continue;
@@ -611,6 +689,10 @@ fn parse_rrule(
             .split_once('=')
             .ok_or_else(|| format!("bad RRULE part {kv:?}"))?;
         let k = k.trim().to_ascii_uppercase();
+        // RFC 5545 §3.3.10: no rule part twice; "last one wins" would be a guess.
+        if !seen.insert(k.clone()) {
+            return Err(format!("RRULE part {k} appears twice"));
+        }
         if k == "FREQ" {
             freq = Some(match v.trim().to_ascii_uppercase().as_str() {
                 "YEARLY" => Frequency::Yearly,
@@ -626,7 +708,14 @@ fn parse_rrule(
             parts.push((k, v.trim().to_owned()));
         }
     }
-    let mut r = RRule::new(freq.ok_or("RRULE without FREQ")?);
+    let freq = freq.ok_or("RRULE without FREQ")?;
+    let bound = period_bound(freq, &parts);
+    if bound > MAX_OCCURRENCES_PER_PERIOD {
+        return Err(format!(
+            "up to {bound} occurrences per period; at most {MAX_OCCURRENCES_PER_PERIOD} are supported"
+        ));
+    }
+    let mut r = RRule::new(freq);
     for (k, v) in parts {
         r = match k.as_str() {
             "INTERVAL" => {
@@ -652,12 +741,25 @@ fn parse_rrule(
                     .collect();
                 r.by_month(&months?)
             }
-            "BYMONTHDAY" => r.by_month_day(nums(&v)?),
+            "BYMONTHDAY" => {
+                let days: Vec<i8> = nums(&v)?;
+                if days.contains(&0) {
+                    return Err("BYMONTHDAY=0".into());
+                }
+                r.by_month_day(days)
+            }
             "BYYEARDAY" => r.by_year_day(nums(&v)?),
             "BYWEEKNO" => r.by_week_no(nums(&v)?),
             "BYHOUR" => r.by_hour(nums(&v)?),
             "BYMINUTE" => r.by_minute(nums(&v)?),
-            "BYSECOND" => r.by_second(nums::<u8>(&v)?.into_iter().map(|s| s.min(59)).collect()),
+            "BYSECOND" => {
+                let secs: Vec<u8> = nums(&v)?;
+                if secs.iter().any(|s| *s > 60) {
+                    return Err(format!("bad BYSECOND {v}"));
+                }
+                // 60 (a leap second) is valid iCalendar the engine cannot represent.
+                r.by_second(secs.into_iter().map(|s| s.min(59)).collect())
+            }
             "BYDAY" => {
                 let mut days = Vec::new();
                 for d in v.split(',').filter(|x| !x.trim().is_empty()) {

@@ -12,9 +12,12 @@ mod auth;
 mod corpus;
 mod dav;
 mod feeds;
+mod hostile;
 mod ical;
+mod isolation;
 mod objects;
 mod prefilter;
+mod races;
 mod replay;
 mod sync;
 
@@ -142,12 +145,38 @@ fn main() {
         feeds::feed_links_hide_private_details,
         feeds::get_on_a_calendar_exports_it,
         feeds::import_then_export_round_trips,
+        hostile::malformed_xml_is_refused,
+        hostile::dtd_and_entities_are_refused,
+        hostile::deep_and_huge_xml_is_refused,
+        hostile::unknown_and_malformed_methods,
+        hostile::depth_garbage_is_400,
+        hostile::invalid_utf8_is_refused,
+        hostile::path_traversal_is_refused,
+        hostile::overlong_paths_and_headers,
+        hostile::broken_framing_is_refused,
+        hostile::if_match_garbage_is_400,
+        hostile::destination_and_overwrite_garbage,
+        hostile::invalid_icalendar_is_refused,
+        hostile::absurd_recurrence_is_refused_or_bounded,
+        hostile::bad_report_arguments,
+        isolation::foreign_resources_are_indistinguishable_from_missing,
+        isolation::own_space_requests_cannot_reach_foreign_data,
+        races::if_match_race_has_one_winner,
+        races::concurrent_writers_keep_sync_exact,
     ];
     let db_scenarios: Vec<(&str, DbScenario)> = db_scenarios![
         objects::restart_keeps_everything,
         replay::server_truncation_loops,
         feeds::subscriptions_follow_their_source,
         feeds::command_line_round_trip,
+        hostile::body_and_object_limits,
+        hostile::slow_headers_are_cut_off,
+        hostile::connection_limit_answers_503,
+        hostile::request_timeout_rolls_back_writes,
+        hostile::request_timeout_bounds_expansion,
+        hostile::argon2_concurrency_is_bounded,
+        hostile::work_limits_are_configurable,
+        races::two_processes_share_one_database,
     ];
 
     let postgres_ignored = postgres_state().is_err_and(|e| e.is_empty());

@@ -3,6 +3,7 @@
 //! afterwards), and a small DAV client with assertions that print the whole response when
 //! they fail.
 
+use almanac::auth::Authenticator;
 use almanac::config::Config;
 use almanac::dav::xml::{self, Element, NS_DAV};
 use almanac::state::AppState;
@@ -10,6 +11,8 @@ use almanac::store::{self, DynStore};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 pub const ALICE: (&str, &str) = ("alice", "alice-secret-pw");
@@ -139,6 +142,10 @@ pub fn rand_u64() -> u64 {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub store: DynStore,
+    /// The server's authenticator, for what only it can tell (argon2 concurrency).
+    pub auth: Arc<Authenticator>,
+    /// The database the server runs on (`sqlite://…` or `postgres://…`).
+    pub db_url: String,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     http: reqwest::Client,
@@ -166,6 +173,7 @@ impl TestServer {
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let state = AppState::new(store.clone(), config);
+        let auth = state.auth.clone();
         let task = tokio::spawn(async move {
             almanac::app::serve(listener, state, async {
                 let _ = rx.await;
@@ -176,6 +184,8 @@ impl TestServer {
         TestServer {
             addr,
             store,
+            auth,
+            db_url: db.url.clone(),
             shutdown: Some(tx),
             task: Some(task),
             http: reqwest::Client::builder()
@@ -237,15 +247,200 @@ impl TestServer {
     }
 
     pub fn req_as(&self, user: Option<(&str, &str)>, method: &str, path: &str) -> Req {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut b = self.http.request(m.clone(), self.url(path));
-        if let Some((u, p)) = user {
-            b = b.basic_auth(u, Some(p));
+        request(&self.http, &self.url(path), user, method)
+    }
+
+    /// Sends `bytes` as they are on a new connection and reads the answer. For what an HTTP
+    /// library refuses to send: invalid UTF-8 in the request line or headers, overlong or
+    /// malformed heads, conflicting framing.
+    pub async fn raw(&self, bytes: &[u8]) -> RawResp {
+        raw_exchange(self.addr, bytes).await
+    }
+
+    /// A request head as alice, with `extra` header lines (each ending in CRLF), as bytes.
+    pub fn raw_head(&self, method: &str, target: &[u8], extra: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(method.as_bytes());
+        v.push(b' ');
+        v.extend_from_slice(target);
+        v.extend_from_slice(
+            format!(
+                " HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\n",
+                self.addr,
+                basic(ALICE)
+            )
+            .as_bytes(),
+        );
+        v.extend_from_slice(extra);
+        v.extend_from_slice(b"\r\n");
+        v
+    }
+}
+
+/// `Basic …` credentials of `user`.
+pub fn basic((u, p): (&str, &str)) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+    )
+}
+
+/// A request to `url` with `client`, as `user`.
+pub fn request(
+    client: &reqwest::Client,
+    url: &str,
+    user: Option<(&str, &str)>,
+    method: &str,
+) -> Req {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut b = client.request(m, url);
+    if let Some((u, p)) = user {
+        b = b.basic_auth(u, Some(p));
+    }
+    let path = url.splitn(4, '/').nth(3).unwrap_or_default();
+    Req {
+        b,
+        desc: format!("{method} /{path}"),
+    }
+}
+
+/// What came back on a raw connection.
+#[derive(Debug)]
+pub struct RawResp {
+    /// 0 when the server closed the connection without answering.
+    pub status: u16,
+    /// Header lines, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// How long a raw exchange may take before the test gives up: a hang guard, not a measurement.
+const RAW_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Writes `bytes` to a new connection to `addr` and reads one response (or the close).
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> RawResp {
+    let mut sock = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    use tokio::io::AsyncWriteExt;
+    // The server may answer and close before reading everything (413, 431): a failed write
+    // is then expected, the answer is what counts.
+    let _ = sock.write_all(bytes).await;
+    read_response(&mut sock).await
+}
+
+/// Reads one HTTP/1.1 response from `sock` (Content-Length or chunked framing, or until close).
+pub async fn read_response(sock: &mut tokio::net::TcpStream) -> RawResp {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let read = async {
+        loop {
+            if let Some(done) = complete_response(&buf) {
+                return done;
+            }
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => {
+                    return complete_response(&buf).unwrap_or_else(|| parse_partial(&buf))
+                }
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
         }
-        Req {
-            b,
-            desc: format!("{method} {path}"),
+    };
+    tokio::time::timeout(RAW_PATIENCE, read)
+        .await
+        .expect("the server neither answered nor closed the connection")
+}
+
+/// The status line and headers (with an empty body) and where the body starts.
+fn parse_head(buf: &[u8]) -> Option<(RawResp, usize)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let head = RawResp {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    Some((head, end + 4))
+}
+
+fn complete_response(buf: &[u8]) -> Option<RawResp> {
+    let (head, start) = parse_head(buf)?;
+    let RawResp {
+        status, headers, ..
+    } = head;
+    let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let body = &buf[start..];
+    if let Some(len) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        if body.len() < len {
+            return None;
         }
+        return Some(RawResp {
+            status,
+            headers,
+            body: body[..len].to_vec(),
+        });
+    }
+    if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        let mut out = Vec::new();
+        let mut rest = body;
+        loop {
+            let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+            let size = usize::from_str_radix(
+                String::from_utf8_lossy(&rest[..line_end])
+                    .split(';')
+                    .next()?
+                    .trim(),
+                16,
+            )
+            .ok()?;
+            rest = &rest[line_end + 2..];
+            if size == 0 {
+                return Some(RawResp {
+                    status,
+                    headers,
+                    body: out,
+                });
+            }
+            if rest.len() < size + 2 {
+                return None;
+            }
+            out.extend_from_slice(&rest[..size]);
+            rest = &rest[size + 2..];
+        }
+    }
+    // Neither: the body runs to the close; only complete once the connection ended.
+    None
+}
+
+fn parse_partial(buf: &[u8]) -> RawResp {
+    match parse_head(buf) {
+        Some((head, start)) => RawResp {
+            body: buf[start..].to_vec(),
+            ..head
+        },
+        None => RawResp {
+            status: 0,
+            headers: Vec::new(),
+            body: buf.to_vec(),
+        },
     }
 }
 
@@ -264,6 +459,11 @@ impl Req {
     }
     pub fn body(mut self, s: impl Into<String>) -> Self {
         self.b = self.b.body(s.into());
+        self
+    }
+    /// A body of arbitrary bytes (invalid UTF-8 included).
+    pub fn bytes(mut self, b: Vec<u8>) -> Self {
+        self.b = self.b.body(b);
         self
     }
     pub fn xml(self, s: &str) -> Self {
@@ -447,6 +647,30 @@ pub fn todo(uid: &str) -> String {
 }
 
 pub const CAL: &str = "/calendars/alice/default/";
+
+/// Everything a write by `user` could change, as text: the home's members with their sync
+/// tokens, CTags and names, and the default calendar's members with their ETags. Every
+/// change of a user's data moves the home's revision, so equal snapshots mean nothing
+/// changed.
+pub async fn snapshot(s: &TestServer, user: (&str, &str)) -> String {
+    let home = format!("/calendars/{}/", user.0);
+    let props = r#"<D:propfind xmlns:D="DAV:" xmlns:CS="http://calendarserver.org/ns/"><D:prop><D:sync-token/><CS:getctag/><D:displayname/><D:getetag/></D:prop></D:propfind>"#;
+    let h = s
+        .req_as(Some(user), "PROPFIND", &home)
+        .depth("1")
+        .xml(props)
+        .send()
+        .await;
+    h.status(207);
+    let c = s
+        .req_as(Some(user), "PROPFIND", &format!("{home}default/"))
+        .depth("1")
+        .xml(props)
+        .send()
+        .await;
+    c.status(207);
+    format!("{}\n{}", h.body, c.body)
+}
 
 pub fn sync_body(token: &str, extra: &str) -> String {
     format!(
