@@ -227,6 +227,27 @@ conformance_venv() {
     export CONFORMANCE_PYTHON
 }
 
+# Installs package.json + package-lock.json of a suite with `npm ci` into
+# conformance/.work/node-SUITE/ (again only when either file changed) and copies the suite's
+# scripts next to node_modules so their imports resolve there. Sets NODE_SUITE_DIR.
+#   node_suite_install SUITE_DIR
+node_suite_install() {
+    local here="$1" suite dir want stamp
+    suite="$(basename "$here")"
+    dir="$CONFORMANCE_WORK/node-$suite"
+    mkdir -p "$dir"
+    want="$(cat "$here/package.json" "$here/package-lock.json" | sha256sum | cut -d' ' -f1)"
+    stamp="$dir/.installed.sha256"
+    if [[ ! -d "$dir/node_modules" || ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+        _conf_log "npm ci ($suite) into $dir"
+        cp "$here/package.json" "$here/package-lock.json" "$dir/"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || return 1
+        printf '%s\n' "$want" >"$stamp"
+    fi
+    cp "$here"/*.mjs "$dir/"
+    NODE_SUITE_DIR="$dir"
+}
+
 # Compares a suite's results with its list of known failures and prints the verdict.
 #   conformance_report SUITE RESULTS_FILE
 # RESULTS_FILE has one line per check: `PASS <id>` or `FAIL <id> [detail]` (ids without spaces).

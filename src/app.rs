@@ -28,6 +28,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/.well-known/caldav", any(well_known))
         .route("/.well-known/caldav/", any(well_known))
+        .route("/feeds/{file}", any(feed_entry))
+        .route("/api/feeds", any(api_entry))
+        .route("/api/feeds/{*rest}", any(api_entry))
         .fallback(dav_entry)
         .with_state(state)
 }
@@ -54,6 +57,13 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Subscriptions are refreshed by every serving process; claiming makes that safe.
+    let refresher = tokio::spawn(crate::subscriptions::refresher(
+        state.store.clone(),
+        state.config.subscriptions.clone(),
+        state.config.limits.max_resource_size,
+        state.config.limits.quota_bytes,
+    ));
     let limits = state.config.limits.clone();
     let app = router(state);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -100,6 +110,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    refresher.abort();
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()
@@ -171,6 +182,73 @@ async fn well_known() -> Response {
     r
 }
 
+/// `/feeds/<token>.ics`: public, no authentication (the token is the credential).
+async fn feed_entry(
+    State(st): State<AppState>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    let method = req.method().clone();
+    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+        let mut r = StatusCode::METHOD_NOT_ALLOWED.into_response();
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return answer_early(req, r).await;
+    }
+    let r = crate::feeds::serve(&st, &method, &file, req.headers()).await;
+    answer_early(req, r).await
+}
+
+/// `/api/feeds[/<id>]`: the owner's JSON API for feed links, behind the same login as DAV.
+async fn api_entry(State(st): State<AppState>, req: Request) -> Response {
+    let me = match authenticate(&st, req.headers(), peer_ip(&req)).await {
+        Ok(me) => me,
+        Err(r) => return answer_early(req, r).await,
+    };
+    let rest = req
+        .uri()
+        .path()
+        .strip_prefix("/api/feeds")
+        .unwrap_or("")
+        .trim_matches('/')
+        .to_owned();
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, st.config.limits.max_request_body, &parts.headers).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    crate::feeds::api(&st, &me, &parts.method, &rest, &parts.headers, &body).await
+}
+
+/// Basic authentication of a request, or the answer to give instead (401, 429, 503).
+async fn authenticate(
+    st: &AppState,
+    headers: &axum::http::HeaderMap,
+    ip: Option<std::net::IpAddr>,
+) -> Result<crate::store::Principal, Response> {
+    let auth_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match st.auth.authenticate(auth_header, ip).await {
+        Ok(p) => Ok(p),
+        Err(AuthError::Missing | AuthError::Invalid) => Err(unauthorized()),
+        Err(AuthError::Throttled(wait)) => {
+            let mut r = (StatusCode::TOO_MANY_REQUESTS, "too many failed logins\n").into_response();
+            if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            Err(r)
+        }
+        Err(AuthError::Store(e)) => Err(DavError::Store(e).into_response()),
+    }
+}
+
+fn peer_ip(req: &Request) -> Option<std::net::IpAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
 fn unauthorized() -> Response {
     let mut r = (StatusCode::UNAUTHORIZED, "authentication required\n").into_response();
     r.headers_mut().insert(
@@ -204,31 +282,11 @@ async fn dav_inner(st: &AppState, req: Request) -> Response {
     // for an argon2 slot) and handling, but not while the client uploads its body.
     let timeout = st.config.limits.request_timeout();
     let started = Instant::now();
-    let ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let auth_header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let authenticated = within(timeout, st.auth.authenticate(auth_header, ip)).await;
+    let authenticated = within(timeout, authenticate(st, req.headers(), peer_ip(&req))).await;
     let me = match authenticated {
         None => return answer_early(req, timed_out()).await,
         Some(Ok(p)) => p,
-        Some(Err(AuthError::Missing | AuthError::Invalid)) => {
-            return answer_early(req, unauthorized()).await
-        }
-        Some(Err(AuthError::Throttled(wait))) => {
-            let mut r = (StatusCode::TOO_MANY_REQUESTS, "too many failed logins\n").into_response();
-            if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            return answer_early(req, r).await;
-        }
-        Some(Err(AuthError::Store(e))) => {
-            return answer_early(req, DavError::Store(e).into_response()).await
-        }
+        Some(Err(r)) => return answer_early(req, r).await,
     };
     let Ok(path) = parsed else {
         return answer_early(req, StatusCode::NOT_FOUND.into_response()).await;

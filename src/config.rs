@@ -18,8 +18,34 @@ pub struct Config {
     pub admin_password: Option<String>,
     /// tracing filter, e.g. `info` or `almanac=debug` (`ALMANAC_LOG`).
     pub log: String,
+    /// The address people reach this server at, e.g. `https://cal.example.com`
+    /// (`ALMANAC_PUBLIC_URL`); used in feed links. Unset: `http://` + `listen`.
+    pub public_url: Option<String>,
     pub limits: Limits,
     pub auth: AuthConfig,
+    pub subscriptions: SubscriptionConfig,
+}
+
+/// Calendar subscriptions to external `.ics` URLs (`almanac subscribe`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubscriptionConfig {
+    /// How long one fetch of a subscribed feed may take, connecting included (seconds).
+    pub timeout_seconds: u64,
+    /// Largest feed accepted, bytes; a larger one is an error and the last good copy stays.
+    pub max_bytes: u64,
+    /// How often the server looks for subscriptions that are due (seconds).
+    pub poll_seconds: u64,
+}
+
+impl Default for SubscriptionConfig {
+    fn default() -> Self {
+        SubscriptionConfig {
+            timeout_seconds: 30,
+            max_bytes: 50 * 1024 * 1024,
+            poll_seconds: 15,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -85,8 +111,10 @@ impl Default for Config {
             database_url: "sqlite://almanac-data/almanac.db".into(),
             admin_password: None,
             log: "info".into(),
+            public_url: None,
             limits: Limits::default(),
             auth: AuthConfig::default(),
+            subscriptions: SubscriptionConfig::default(),
         }
     }
 }
@@ -133,6 +161,14 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The base URL for links given out (feeds), without a trailing slash.
+    pub fn base_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
     /// Defaults, then the file (if any), then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut cfg = match file {
@@ -173,6 +209,9 @@ impl Config {
         }
         if let Some(v) = get("ALMANAC_LOG") {
             self.log = v;
+        }
+        if let Some(v) = get("ALMANAC_PUBLIC_URL") {
+            self.public_url = Some(v);
         }
         Ok(())
     }

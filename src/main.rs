@@ -3,7 +3,7 @@
 
 use almanac::config::Config;
 use almanac::state::AppState;
-use almanac::{app, store, users};
+use almanac::{app, export, feeds, import, store, subscriptions, users};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::io::BufRead;
@@ -31,6 +31,83 @@ enum Command {
     /// Manage app passwords (one per device, revocable).
     #[command(subcommand, name = "app-password")]
     AppPassword(AppPasswordCmd),
+    /// Secret links that publish a calendar as an .ics feed (webcal).
+    #[command(subcommand)]
+    Feed(FeedCmd),
+    /// Import an .ics file into a calendar: one resource per UID, in one transaction.
+    Import {
+        user: String,
+        calendar: String,
+        file: PathBuf,
+    },
+    /// Write a calendar as one .ics file (to stdout, or --output).
+    Export {
+        user: String,
+        calendar: String,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Subscribe a new read-only calendar to an external .ics/webcal URL:
+    /// `almanac subscribe USER NAME URL [--every 1h]`, or `subscribe list|refresh|remove`.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Subscribe {
+        #[command(subcommand)]
+        cmd: Option<SubscribeCmd>,
+        #[command(flatten)]
+        add: SubscribeArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct SubscribeArgs {
+    #[arg(required = true)]
+    user: Option<String>,
+    /// Name of the new calendar (its path segment).
+    #[arg(required = true)]
+    name: Option<String>,
+    #[arg(required = true)]
+    url: Option<String>,
+    /// Refresh interval: 90s, 30m, 1h, 1d.
+    #[arg(long, default_value = "1h")]
+    every: String,
+    /// Display name (default: the feed's X-WR-CALNAME, else NAME).
+    #[arg(long)]
+    displayname: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum SubscribeCmd {
+    /// Subscriptions with their last success and last error.
+    List { user: Option<String> },
+    /// Fetch a subscription now.
+    Refresh { user: String, name: String },
+    /// Remove a subscription and its calendar.
+    Remove { user: String, name: String },
+}
+
+#[derive(Subcommand)]
+enum FeedCmd {
+    /// Create a feed link of a calendar and print its URL (shown once).
+    Create {
+        user: String,
+        calendar: String,
+        /// full: events with details (private ones as "Busy"); busy: only busy times.
+        #[arg(long, default_value = "full", value_parser = ["full", "busy"])]
+        mode: String,
+        /// Leave out events that ended more than N days ago.
+        #[arg(long)]
+        window_days: Option<i64>,
+        /// Keep alarms (VALARM) in the feed.
+        #[arg(long)]
+        include_alarms: bool,
+        /// Keep attendee and organizer e-mail addresses in the feed.
+        #[arg(long)]
+        include_emails: bool,
+    },
+    /// List a user's feed links.
+    List { user: String },
+    /// Revoke a feed link by its id (from `feed list`); it stops working at once.
+    Revoke { user: String, id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -92,6 +169,226 @@ fn main() -> Result<()> {
     rt.block_on(run(cli.command, config))
 }
 
+async fn principal(st: &store::DynStore, name: &str) -> Result<store::Principal> {
+    st.principal_by_name(name)
+        .await?
+        .with_context(|| format!("no user {name:?}"))
+}
+
+async fn calendar_of(
+    st: &store::DynStore,
+    user: &str,
+    calendar: &str,
+) -> Result<(store::Principal, store::Collection)> {
+    let p = principal(st, user).await?;
+    let c = st
+        .calendar(p.id, calendar)
+        .await?
+        .with_context(|| format!("{user} has no calendar {calendar:?}"))?;
+    Ok((p, c))
+}
+
+fn when(ts: Option<i64>) -> String {
+    ts.map_or("never".into(), almanac::timefmt::rfc3339)
+}
+
+async fn feed_cmd(config: &Config, cmd: FeedCmd) -> Result<()> {
+    let st = open(config).await?;
+    match cmd {
+        FeedCmd::Create {
+            user,
+            calendar,
+            mode,
+            window_days,
+            include_alarms,
+            include_emails,
+        } => {
+            let p = principal(&st, &user).await?;
+            let settings = store::FeedSettings {
+                mode: store::FeedMode::parse(&mode).context("mode is full or busy")?,
+                window_days,
+                include_alarms,
+                include_emails,
+            };
+            let (feed, token) = feeds::create(st.as_ref(), &p, &calendar, &settings).await?;
+            let (url, webcal) = feeds::links(&config.base_url(), &token);
+            println!("{url}");
+            println!("{webcal}");
+            eprintln!(
+                "feed {} of {user}/{calendar} ({mode}); the link is shown only now",
+                feed.id
+            );
+        }
+        FeedCmd::List { user } => {
+            let p = principal(&st, &user).await?;
+            println!("id\tcalendar\tmode\twindow\ttoken\tcreated\tlast used");
+            for f in st.feeds(p.id).await? {
+                println!(
+                    "{}\t{}\t{}{}{}\t{}\t{}…\t{}\t{}",
+                    f.id,
+                    f.calendar,
+                    f.settings.mode.as_str(),
+                    if f.settings.include_alarms {
+                        "+alarms"
+                    } else {
+                        ""
+                    },
+                    if f.settings.include_emails {
+                        "+emails"
+                    } else {
+                        ""
+                    },
+                    f.settings
+                        .window_days
+                        .map_or("all".into(), |d| format!("{d}d")),
+                    f.token_hint,
+                    almanac::timefmt::rfc3339(f.created_at),
+                    when(f.last_used_at),
+                );
+            }
+        }
+        FeedCmd::Revoke { user, id } => {
+            let p = principal(&st, &user).await?;
+            st.revoke_feed(p.id, id).await.map_err(|e| match e {
+                store::StoreError::NotFound => anyhow::anyhow!("{user} has no feed {id}"),
+                e => e.into(),
+            })?;
+            println!("revoked feed {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn subscribe_cmd(
+    config: &Config,
+    cmd: Option<SubscribeCmd>,
+    add: SubscribeArgs,
+) -> Result<()> {
+    let st = open(config).await?;
+    let limits = &config.limits;
+    match cmd {
+        None => {
+            let (Some(user), Some(name), Some(url)) = (add.user, add.name, add.url) else {
+                bail!("usage: almanac subscribe USER NAME URL [--every 1h]");
+            };
+            let every = subscriptions::parse_interval(&add.every).map_err(anyhow::Error::msg)?;
+            subscriptions::fetch_url(&url).map_err(anyhow::Error::msg)?;
+            almanac::dav::path::DavPath::parse(&almanac::dav::path::calendar_href(&user, &name))
+                .ok()
+                .filter(|p| matches!(p, almanac::dav::path::DavPath::Calendar(..)))
+                .with_context(|| format!("{name:?} cannot be a calendar name"))?;
+            let p = principal(&st, &user).await?;
+            let new = store::NewCalendar {
+                name: name.clone(),
+                displayname: Some(add.displayname.unwrap_or_else(|| name.clone())),
+                components: vec![
+                    almanac::ical::ComponentKind::Event,
+                    almanac::ical::ComponentKind::Todo,
+                    almanac::ical::ComponentKind::Journal,
+                ],
+                ..Default::default()
+            };
+            let c = st
+                .create_subscription(p.id, &new, &url, every)
+                .await
+                .map_err(|e| match e {
+                    store::StoreError::AlreadyExists => {
+                        anyhow::anyhow!("{user} already has a calendar {name:?}")
+                    }
+                    e => e.into(),
+                })?;
+            // The first fetch happens now, so a wrong URL shows at once.
+            let sub = st
+                .subscriptions(Some(p.id))
+                .await?
+                .into_iter()
+                .find(|s| s.collection_id == c.id)
+                .context("subscription vanished")?;
+            let outcome = subscriptions::refresh(
+                &st,
+                &config.subscriptions,
+                limits.max_resource_size,
+                limits.quota_bytes,
+                &sub,
+            )
+            .await;
+            st.record_refresh(c.id, store::now(), &outcome).await?;
+            println!(
+                "subscribed /calendars/{user}/{name}/ to {url}, refreshed every {}",
+                add.every
+            );
+            match outcome {
+                store::RefreshOutcome::Success { status, .. } => println!("first fetch: {status}"),
+                store::RefreshOutcome::Error(e) => {
+                    println!(
+                        "first fetch failed: {e} (the server retries every {})",
+                        add.every
+                    )
+                }
+            }
+        }
+        Some(SubscribeCmd::List { user }) => {
+            let owner = match user {
+                Some(u) => Some(principal(&st, &u).await?.id),
+                None => None,
+            };
+            println!("calendar\turl\tevery\tlast success\tlast status\tlast error");
+            for s in st.subscriptions(owner).await? {
+                let error = match (&s.last_error, s.last_error_at) {
+                    (Some(e), Some(at)) if s.last_success_at.is_none_or(|ok| at >= ok) => {
+                        format!("{} ({e})", almanac::timefmt::rfc3339(at))
+                    }
+                    (Some(e), Some(at)) => {
+                        format!("{} ({e}), resolved since", almanac::timefmt::rfc3339(at))
+                    }
+                    _ => "none".into(),
+                };
+                println!(
+                    "{}/{}\t{}\t{}s\t{}\t{}\t{}",
+                    s.owner,
+                    s.calendar,
+                    s.url,
+                    s.refresh_seconds,
+                    when(s.last_success_at),
+                    s.last_status.as_deref().unwrap_or("-"),
+                    error
+                );
+            }
+        }
+        Some(SubscribeCmd::Refresh { user, name }) => {
+            let (_, c) = calendar_of(&st, &user, &name).await?;
+            let sub = st
+                .subscriptions(Some(c.owner_id))
+                .await?
+                .into_iter()
+                .find(|s| s.collection_id == c.id)
+                .with_context(|| format!("{user}/{name} is not a subscription"))?;
+            let outcome = subscriptions::refresh(
+                &st,
+                &config.subscriptions,
+                limits.max_resource_size,
+                limits.quota_bytes,
+                &sub,
+            )
+            .await;
+            st.record_refresh(c.id, store::now(), &outcome).await?;
+            match outcome {
+                store::RefreshOutcome::Success { status, .. } => println!("{status}"),
+                store::RefreshOutcome::Error(e) => bail!("refresh failed: {e}"),
+            }
+        }
+        Some(SubscribeCmd::Remove { user, name }) => {
+            let (p, c) = calendar_of(&st, &user, &name).await?;
+            if !c.read_only {
+                bail!("{user}/{name} is not a subscription (delete calendars over CalDAV)");
+            }
+            st.delete_calendar(p.id, &name).await?;
+            println!("removed subscription {user}/{name}");
+        }
+    }
+    Ok(())
+}
+
 async fn open(config: &Config) -> Result<store::DynStore> {
     store::open(&config.database_url)
         .await
@@ -100,6 +397,68 @@ async fn open(config: &Config) -> Result<store::DynStore> {
 
 async fn run(command: Command, config: Config) -> Result<()> {
     match command {
+        Command::Feed(cmd) => feed_cmd(&config, cmd).await,
+        Command::Subscribe { cmd, add } => subscribe_cmd(&config, cmd, add).await,
+        Command::Import {
+            user,
+            calendar,
+            file,
+        } => {
+            let st = open(&config).await?;
+            let (_, c) = calendar_of(&st, &user, &calendar).await?;
+            if c.read_only {
+                bail!("{user}/{calendar} is a subscription; its events come from its URL");
+            }
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", file.display()))?;
+            let report = import::import(
+                st.as_ref(),
+                &c,
+                &text,
+                config.limits.max_resource_size,
+                config.limits.quota_bytes,
+            )
+            .await?;
+            for s in &report.skipped {
+                eprintln!("skipped {}: {}", s.what, s.reason);
+            }
+            println!(
+                "imported {} resources into /calendars/{user}/{calendar}/, skipped {}",
+                report.imported,
+                report.skipped.len()
+            );
+            Ok(())
+        }
+        Command::Export {
+            user,
+            calendar,
+            output,
+        } => {
+            use futures_util::StreamExt;
+            use std::io::Write;
+            let st = open(&config).await?;
+            let (_, c) = calendar_of(&st, &user, &calendar).await?;
+            let mut out: Box<dyn Write> = match &output {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let mut s = std::pin::pin!(export::stream(
+                st.clone(),
+                &c,
+                export::View::Export,
+                store::now()
+            ));
+            while let Some(chunk) = s.next().await {
+                out.write_all(&chunk?)?;
+            }
+            out.flush()?;
+            Ok(())
+        }
         Command::Serve => serve(config).await,
         Command::Migrate => {
             open(&config).await?;

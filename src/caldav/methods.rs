@@ -434,14 +434,18 @@ pub async fn get(
     ctx: &Ctx<'_>,
     c: &Collection,
     o: &ObjectMeta,
+    prefetched: Option<crate::store::StoredObject>,
     req: &Request<'_>,
 ) -> DavResult<Response> {
-    let obj = ctx
-        .st
-        .store
-        .object(c.id, &o.name)
-        .await?
-        .ok_or(DavError::Status(StatusCode::NOT_FOUND))?;
+    let obj = match prefetched {
+        Some(obj) => obj,
+        None => ctx
+            .st
+            .store
+            .object(c.id, &o.name)
+            .await?
+            .ok_or(DavError::Status(StatusCode::NOT_FOUND))?,
+    };
     let cond = headers::precondition(req.headers)?;
     let etag = obj.meta.etag.as_str();
     if cond

@@ -36,13 +36,18 @@ pub struct Request<'a> {
 pub async fn handle(st: &AppState, me: &Principal, req: Request<'_>) -> DavResult<Response> {
     let mut ctx = Ctx::new(st, me);
     ctx.deadline = req.deadline;
-    let res = ctx.resolve(&req.path).await?;
     let m = req.method.as_str();
+    ctx.want_body = matches!(m, "GET" | "HEAD");
+    let res = ctx.resolve(&req.path).await?;
     if !res.allowed().contains(&m) {
         return with_allow(Err(not_allowed(&res, m)), &res);
     }
+    if let Some(denied) = read_only_denial(&ctx, &res, m, &req).await {
+        return Err(denied);
+    }
     let result = match (m, &res) {
         ("OPTIONS", _) => Ok(options(&res)),
+        ("GET" | "HEAD", Res::Calendar(c)) => Ok(export_calendar(&ctx, c, &req)),
         ("PROPFIND", _) => methods::propfind(&mut ctx, &res, &req).await,
         ("PROPPATCH", Res::Home(c) | Res::Calendar(c)) => {
             methods::proppatch(&ctx, &res, c, &req).await
@@ -51,7 +56,10 @@ pub async fn handle(st: &AppState, me: &Principal, req: Request<'_>) -> DavResul
             methods::mkcalendar(&ctx, name, &req, false).await
         }
         ("MKCOL", Res::NewCalendar(name)) => methods::mkcalendar(&ctx, name, &req, true).await,
-        ("GET" | "HEAD", Res::Object(c, o)) => methods::get(&ctx, c, o, &req).await,
+        ("GET" | "HEAD", Res::Object(c, o)) => {
+            let body = ctx.prefetched.take();
+            methods::get(&ctx, c, o, body, &req).await
+        }
         ("PUT", Res::Object(c, _) | Res::NewObject(c, _)) => methods::put(&ctx, c, &req).await,
         ("DELETE", Res::Object(c, o)) => methods::delete_object(&ctx, c, o, &req).await,
         ("DELETE", Res::Calendar(c)) => methods::delete_calendar(&ctx, c).await,
@@ -64,6 +72,64 @@ pub async fn handle(st: &AppState, me: &Principal, req: Request<'_>) -> DavResul
         _ => Err(not_allowed(&res, m)),
     };
     with_allow(result, &res)
+}
+
+/// Writes a subscribed (read-only) calendar refuses: the member set belongs to the refresher.
+/// Answered as missing privileges (RFC 3744 §7.1.1), which clients show as "read-only"
+/// rather than as a failure to retry.
+async fn read_only_denial(
+    ctx: &Ctx<'_>,
+    res: &Res,
+    method: &str,
+    req: &Request<'_>,
+) -> Option<DavError> {
+    use crate::dav::path::{calendar_href, object_href};
+    let me = &ctx.me.name;
+    let deny = |href: String, privilege| Some(DavError::NeedPrivileges { href, privilege });
+    match (method, res) {
+        ("PUT", Res::NewObject(c, _)) if c.read_only => deny(calendar_href(me, &c.name), "bind"),
+        ("PUT", Res::Object(c, o)) if c.read_only => {
+            deny(object_href(me, &c.name, &o.name), "write-content")
+        }
+        ("DELETE", Res::Object(c, _)) if c.read_only => deny(calendar_href(me, &c.name), "unbind"),
+        ("MOVE", Res::Object(c, _)) if c.read_only => deny(calendar_href(me, &c.name), "unbind"),
+        ("COPY" | "MOVE", Res::Object(..)) => {
+            // The destination must not be a subscription either.
+            let dest = crate::dav::headers::destination(req.headers).ok()?;
+            let crate::dav::path::DavPath::Object(owner, dcal, _) =
+                crate::dav::path::DavPath::parse(&dest).ok()?
+            else {
+                return None;
+            };
+            if owner != *me {
+                return None;
+            }
+            match ctx.st.store.calendar(ctx.me.id, &dcal).await {
+                Ok(Some(d)) if d.read_only => deny(calendar_href(me, &d.name), "bind"),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `GET` on a calendar collection: the whole calendar as one VCALENDAR, for its owner.
+fn export_calendar(ctx: &Ctx<'_>, c: &crate::store::Collection, req: &Request<'_>) -> Response {
+    let now = crate::store::now();
+    let view = crate::export::View::Export;
+    let etag = crate::export::etag(ctx.st.store.instance_id(), c, &view, None, now);
+    crate::feeds::conditional_calendar(
+        ctx.st,
+        c,
+        view,
+        now,
+        req.method,
+        req.headers,
+        &etag,
+        c.updated_at,
+        &format!("{}.ics", c.name),
+        false,
+    )
 }
 
 /// A 405 carries the methods that would have been allowed (RFC 9110 §15.5.6).

@@ -264,49 +264,49 @@ async fn sync_collection(
 async fn multiget(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Response> {
     let wanted = report_props(root)?;
     let budget = ctx.budget();
-    let mut w = XmlWriter::new();
-    w.start(NS_DAV, "multistatus");
-    let mut by_cal: HashMap<String, Option<Collection>> = HashMap::new();
-    by_cal.insert(c.name.clone(), Some(c.clone()));
-    for h in root.children_named(NS_DAV, "href") {
-        let href = h.text();
-        let href = href.trim();
-        let path = strip_origin(href);
-        let target = match DavPath::parse(path) {
+    // First the hrefs, then one query per calendar named, then the answers in request order.
+    let hrefs: Vec<String> = root
+        .children_named(NS_DAV, "href")
+        .map(|h| h.text().trim().to_owned())
+        .collect();
+    let targets: Vec<Option<(String, String)>> = hrefs
+        .iter()
+        .map(|href| match DavPath::parse(strip_origin(href)) {
             Ok(DavPath::Object(owner, cal, name)) if owner == ctx.me.name => Some((cal, name)),
             _ => None,
-        };
-        let mut served = false;
-        if let Some((cal, name)) = target {
-            if !by_cal.contains_key(&cal) {
-                let col = ctx.st.store.calendar(ctx.me.id, &cal).await?;
-                by_cal.insert(cal.clone(), col);
-            }
-            if let Some(Some(col)) = by_cal.get(&cal) {
-                if let Some(obj) = ctx
-                    .st
-                    .store
-                    .objects_by_names(col.id, std::slice::from_ref(&name))
-                    .await?
-                    .pop()
-                {
-                    write_object(
-                        ctx,
-                        &mut w,
-                        col,
-                        &obj,
-                        &wanted,
-                        &floating_zone(col),
-                        &budget,
-                    )
-                    .await?;
-                    served = true;
-                }
+        })
+        .collect();
+    let mut by_cal: HashMap<String, Option<Collection>> = HashMap::new();
+    by_cal.insert(c.name.clone(), Some(c.clone()));
+    let mut names_by_cal: HashMap<&str, Vec<String>> = HashMap::new();
+    for (cal, name) in targets.iter().flatten() {
+        names_by_cal.entry(cal).or_default().push(name.clone());
+    }
+    let mut objects: HashMap<(String, String), StoredObject> = HashMap::new();
+    for (cal, names) in names_by_cal {
+        if !by_cal.contains_key(cal) {
+            let col = ctx.st.store.calendar(ctx.me.id, cal).await?;
+            by_cal.insert(cal.to_owned(), col);
+        }
+        if let Some(Some(col)) = by_cal.get(cal) {
+            for o in ctx.st.store.objects_by_names(col.id, &names).await? {
+                objects.insert((cal.to_owned(), o.meta.name.clone()), o);
             }
         }
-        if !served {
+    }
+    let mut w = XmlWriter::new();
+    w.start(NS_DAV, "multistatus");
+    for (href, target) in hrefs.iter().zip(&targets) {
+        let found = target.as_ref().and_then(|(cal, name)| {
+            let col = by_cal.get(cal)?.as_ref()?;
+            Some((col, objects.get(&(cal.clone(), name.clone()))?))
+        });
+        match found {
+            Some((col, obj)) => {
+                write_object(ctx, &mut w, col, obj, &wanted, &floating_zone(col), &budget).await?
+            }
             // RFC 4791 §7.9: each missing (or foreign) href gets its own 404.
-            write_status_response(&mut w, href, StatusCode::NOT_FOUND);
+            None => write_status_response(&mut w, href, StatusCode::NOT_FOUND),
         }
     }
     w.end();

@@ -39,7 +39,15 @@ impl Res {
             Res::Root | Res::PrincipalsRoot | Res::CalendarsRoot => &["OPTIONS", "PROPFIND"],
             Res::Principal => &["OPTIONS", "PROPFIND", "REPORT"],
             Res::Home(_) => &["OPTIONS", "PROPFIND", "PROPPATCH", "REPORT"],
-            Res::Calendar(_) => &["OPTIONS", "PROPFIND", "PROPPATCH", "REPORT", "DELETE"],
+            Res::Calendar(_) => &[
+                "OPTIONS",
+                "GET",
+                "HEAD",
+                "PROPFIND",
+                "PROPPATCH",
+                "REPORT",
+                "DELETE",
+            ],
             Res::Object(..) => &[
                 "OPTIONS", "GET", "HEAD", "PUT", "DELETE", "PROPFIND", "COPY", "MOVE",
             ],
@@ -60,6 +68,11 @@ pub struct Ctx<'a> {
     pub me: &'a Principal,
     /// The caller's home, loaded once per request that needs quota or home properties.
     pub home: Option<Collection>,
+    /// Set before `resolve` when the method will read the object's body (GET/HEAD), so the
+    /// body comes with the resolution instead of in a second query.
+    pub want_body: bool,
+    /// The body fetched by `resolve` when `want_body` was set.
+    pub prefetched: Option<crate::store::StoredObject>,
     /// When the request's time (`limits.request_timeout_seconds`) runs out. Long loops check
     /// it themselves: CPU work between awaits cannot be interrupted from outside.
     pub deadline: Option<Instant>,
@@ -71,6 +84,8 @@ impl<'a> Ctx<'a> {
             st,
             me,
             home: None,
+            want_body: false,
+            prefetched: None,
             deadline: None,
         }
     }
@@ -99,7 +114,7 @@ impl<'a> Ctx<'a> {
 
     /// Resolves a path for the caller. Anything in another user's namespace is "not found",
     /// whether it exists or not, so nothing about other users can be learned.
-    pub async fn resolve(&self, p: &DavPath) -> DavResult<Res> {
+    pub async fn resolve(&mut self, p: &DavPath) -> DavResult<Res> {
         if let Some(owner) = p.owner() {
             if owner != self.me.name {
                 return Err(DavError::Status(axum::http::StatusCode::NOT_FOUND));
@@ -116,18 +131,22 @@ impl<'a> Ctx<'a> {
                 Some(col) => Res::Calendar(col),
                 None => Res::NewCalendar(c.clone()),
             },
-            DavPath::Object(_, c, o) => match store.calendar(self.me.id, c).await? {
-                None => Res::Orphan,
-                Some(col) => {
-                    let mut metas = store
-                        .object_metas_named(col.id, std::slice::from_ref(o))
-                        .await?;
-                    match metas.pop() {
-                        Some(m) => Res::Object(col, m),
-                        None => Res::NewObject(col, o.clone()),
+            DavPath::Object(_, c, o) => {
+                match store
+                    .calendar_object(self.me.id, c, o, self.want_body)
+                    .await?
+                {
+                    None => Res::Orphan,
+                    Some((col, None)) => Res::NewObject(col, o.clone()),
+                    Some((col, Some(obj))) => {
+                        let meta = obj.meta.clone();
+                        if self.want_body {
+                            self.prefetched = Some(obj);
+                        }
+                        Res::Object(col, meta)
                     }
                 }
-            },
+            }
         })
     }
 
@@ -295,6 +314,19 @@ pub fn content_type(component: &str) -> String {
 
 fn privileges(r: &Res) -> Vec<(&'static str, &'static str)> {
     match r {
+        // A subscription: readable and renamable (removing it is the home's unbind); its
+        // members are the refresher's.
+        Res::Calendar(c) if c.read_only => vec![
+            (NS_DAV, "read"),
+            (NS_DAV, "write-properties"),
+            (NS_DAV, "read-current-user-privilege-set"),
+            (NS_CALDAV, "read-free-busy"),
+        ],
+        Res::Object(c, _) if c.read_only => vec![
+            (NS_DAV, "read"),
+            (NS_DAV, "read-current-user-privilege-set"),
+            (NS_CALDAV, "read-free-busy"),
+        ],
         Res::Home(_) | Res::Calendar(_) | Res::Object(..) => vec![
             (NS_DAV, "all"),
             (NS_DAV, "read"),

@@ -27,6 +27,13 @@ pub enum DavError {
         href: Option<String>,
         detail: Option<String>,
     },
+    /// 403 with `DAV:need-privileges` (RFC 3744 §7.1.1): the caller lacks `privilege` on the
+    /// resource at `href` (e.g. `bind` on a read-only subscribed calendar).
+    #[error("403: needs {privilege} on {href}")]
+    NeedPrivileges {
+        href: String,
+        privilege: &'static str,
+    },
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error(transparent)]
@@ -67,6 +74,7 @@ impl DavError {
         match self {
             DavError::Status(s) => *s,
             DavError::Precondition { status, .. } => *status,
+            DavError::NeedPrivileges { .. } => StatusCode::FORBIDDEN,
             DavError::BadRequest(_) => StatusCode::BAD_REQUEST,
             DavError::Store(e) => match e {
                 StoreError::NotFound => StatusCode::NOT_FOUND,
@@ -130,6 +138,20 @@ impl IntoResponse for DavError {
                     status,
                     error_body(ns, name, href.as_deref(), detail.as_deref()),
                 )
+            }
+            DavError::NeedPrivileges { href, privilege } => {
+                let mut w = XmlWriter::new();
+                w.start(NS_DAV, "error");
+                w.start(NS_DAV, "need-privileges");
+                w.start(NS_DAV, "resource");
+                w.text_element(NS_DAV, "href", href);
+                w.start(NS_DAV, "privilege");
+                w.empty(NS_DAV, privilege);
+                w.end();
+                w.end();
+                w.end();
+                w.end();
+                xml_response(status, w.finish())
             }
             DavError::Store(StoreError::InvalidSyncToken) => {
                 xml_response(status, error_body(NS_DAV, "valid-sync-token", None, None))

@@ -67,6 +67,9 @@ pub struct Collection {
     pub used_bytes: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// A subscription to an external feed: its members are written only by the refresher,
+    /// never by CalDAV clients.
+    pub read_only: bool,
 }
 
 /// What MKCALENDAR / extended MKCOL asks for.
@@ -218,6 +221,98 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// What a feed link shows of a calendar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedMode {
+    /// Events with their details, private ones reduced to "Busy".
+    Full,
+    /// Only when the owner is busy.
+    Busy,
+}
+
+impl FeedMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedMode::Full => "full",
+            FeedMode::Busy => "busy",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "full" => Some(FeedMode::Full),
+            "busy" => Some(FeedMode::Busy),
+            _ => None,
+        }
+    }
+}
+
+/// Settings of a feed link, chosen by the owner when it is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedSettings {
+    pub mode: FeedMode,
+    /// Leave out what ended more than this many days ago (`None`: everything).
+    pub window_days: Option<i64>,
+    /// Keep VALARMs (off by default: a subscriber should not inherit the owner's reminders).
+    pub include_alarms: bool,
+    /// Keep attendee and organizer e-mail addresses (off by default: a public link must not
+    /// become an address harvester).
+    pub include_emails: bool,
+}
+
+/// A secret feed link of one calendar. The token itself is never stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Feed {
+    pub id: i64,
+    pub collection_id: i64,
+    pub owner_id: i64,
+    /// Name of the calendar below the owner's home.
+    pub calendar: String,
+    pub token_hint: String,
+    pub settings: FeedSettings,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// A calendar mirroring an external `.ics` URL and the state of its refreshes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub collection_id: i64,
+    pub owner: String,
+    pub calendar: String,
+    pub url: String,
+    pub refresh_seconds: i64,
+    /// Validators of the last fetched version, for conditional GET.
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub next_due_at: i64,
+    pub last_attempt_at: Option<i64>,
+    pub last_success_at: Option<i64>,
+    /// What the last successful refresh did, in words.
+    pub last_status: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
+}
+
+/// How a refresh ended, recorded on the subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    Success {
+        etag: Option<String>,
+        last_modified: Option<String>,
+        status: String,
+    },
+    Error(String),
+}
+
+/// What replacing a calendar's members changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplaceStats {
+    pub added: usize,
+    pub updated: usize,
+    pub removed: usize,
+    pub unchanged: usize,
+}
+
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -347,6 +442,74 @@ pub trait Store: Send + Sync + 'static {
         pre: &Precondition,
         quota: i64,
     ) -> Result<PutOutcome>;
+
+    /// Makes the collection hold exactly `objs`, in one transaction: members not listed are
+    /// deleted, changed ones rewritten, identical ones left alone (so sync reports only real
+    /// changes). Used by subscription refreshes.
+    async fn replace_objects(
+        &self,
+        collection_id: i64,
+        objs: &[(String, CalendarObject)],
+        quota: i64,
+    ) -> Result<ReplaceStats>;
+    /// One page of a collection's objects in name order, after `after`; with `from`, only
+    /// those whose index says they may end at or after it (feeds with a window).
+    async fn objects_page(
+        &self,
+        collection_id: i64,
+        after: Option<&str>,
+        from: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<StoredObject>>;
+    async fn collection_by_id(&self, id: i64) -> Result<Option<Collection>>;
+    /// The owner's calendar `cal` and its member `name` if there is one (with its body when
+    /// `with_body`): what resolving an object URL needs, in one round trip.
+    async fn calendar_object(
+        &self,
+        owner_id: i64,
+        cal: &str,
+        name: &str,
+        with_body: bool,
+    ) -> Result<Option<(Collection, Option<StoredObject>)>>;
+
+    // Feeds
+    async fn create_feed(
+        &self,
+        collection_id: i64,
+        token_hash: &str,
+        token_hint: &str,
+        settings: &FeedSettings,
+    ) -> Result<Feed>;
+    async fn feeds(&self, owner_id: i64) -> Result<Vec<Feed>>;
+    async fn feed_by_token_hash(&self, token_hash: &str) -> Result<Option<Feed>>;
+    /// Deletes the owner's feed `id`; `NotFound` if there is none.
+    async fn revoke_feed(&self, owner_id: i64, id: i64) -> Result<()>;
+    /// Records a fetch, at most once a minute per feed (a popular feed must not turn every
+    /// read into a write).
+    async fn touch_feed(&self, id: i64, at: i64) -> Result<()>;
+
+    // Subscriptions
+    /// Creates a read-only calendar fed from `url`, due for its first refresh at once.
+    async fn create_subscription(
+        &self,
+        owner_id: i64,
+        new: &NewCalendar,
+        url: &str,
+        refresh_seconds: i64,
+    ) -> Result<Collection>;
+    /// Subscriptions of one owner, or of everyone.
+    async fn subscriptions(&self, owner_id: Option<i64>) -> Result<Vec<Subscription>>;
+    /// Claims the subscriptions due at `now` by moving them `lease` seconds ahead, atomically,
+    /// so that no other process refreshes them meanwhile.
+    async fn claim_due_subscriptions(&self, now: i64, lease: i64) -> Result<Vec<Subscription>>;
+    /// Makes a subscription due at once (a manual refresh).
+    async fn make_subscription_due(&self, collection_id: i64) -> Result<()>;
+    async fn record_refresh(
+        &self,
+        collection_id: i64,
+        at: i64,
+        outcome: &RefreshOutcome,
+    ) -> Result<()>;
 
     // Sync
     /// Members changed after `since` (`None`: every current member), oldest change first, at

@@ -143,10 +143,41 @@ fn components_from_text(s: &str) -> Vec<ComponentKind> {
     s.split(',').filter_map(ComponentKind::parse).collect()
 }
 
-const COLLECTION_COLS: &str = "id, owner_id, name, kind, displayname, description, timezone, components, revision, min_revision, used_bytes, created_at, updated_at";
+const COLLECTION_COLS: &str = "id, owner_id, name, kind, displayname, description, timezone, components, revision, min_revision, used_bytes, created_at, updated_at, \
+                               (SELECT COUNT(*) FROM subscriptions s WHERE s.collection_id = collections.id) AS subscribed";
+/// `COLLECTION_COLS` qualified, for joins with `objects`, whose columns are aliased `o_*`.
+const COLLECTION_JOIN_COLS: &str = "collections.id, collections.owner_id, collections.name, collections.kind, collections.displayname, \
+                                    collections.description, collections.timezone, collections.components, collections.revision, \
+                                    collections.min_revision, collections.used_bytes, collections.created_at, collections.updated_at, \
+                                    (SELECT COUNT(*) FROM subscriptions s WHERE s.collection_id = collections.id) AS subscribed, \
+                                    o.name AS o_name, o.uid AS o_uid, o.etag AS o_etag, o.size AS o_size, o.component AS o_component, \
+                                    o.created_at AS o_created_at, o.modified_at AS o_modified_at";
+const FEED_COLS: &str =
+    "f.id, f.collection_id, c.owner_id, c.name AS calendar, f.token_hint, f.mode, f.window_days, \
+                         f.include_alarms, f.include_emails, f.created_at, f.last_used_at";
+const SUBSCRIPTION_COLS: &str = "s.collection_id, p.name AS owner, c.name AS calendar, s.url, s.refresh_seconds, s.etag, \
+                                 s.last_modified, s.next_due_at, s.last_attempt_at, s.last_success_at, s.last_status, \
+                                 s.last_error, s.last_error_at";
+const SUBSCRIPTION_FROM: &str = "subscriptions s JOIN collections c ON c.id = s.collection_id JOIN principals p ON p.id = c.owner_id";
 const OBJECT_META_COLS: &str = "name, uid, etag, size, component, created_at, modified_at";
 const PRINCIPAL_COLS: &str = "id, name, email, password_hash, credentials_version, created_at";
 const APP_PASSWORD_COLS: &str = "id, principal_id, label, hash, created_at, last_used_at";
+
+/// Names per `IN (…)` query: well under SQLite's and Postgres's bind-parameter limits.
+const IN_CHUNK: usize = 500;
+
+/// `$first, $first+1, …` for `n` values.
+fn in_list(first: usize, n: usize) -> String {
+    let mut s = String::with_capacity(n * 5);
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push('$');
+        s.push_str(&(first + i).to_string());
+    }
+    s
+}
 
 /// Create-or-replace of one object row; created_at stays what it was.
 const OBJECT_UPSERT: &str = "INSERT INTO objects (collection_id, name, uid, etag, ics, size, component, created_at, modified_at, \
@@ -228,6 +259,44 @@ macro_rules! impl_store {
                 used_bytes: r.try_get("used_bytes")?,
                 created_at: r.try_get("created_at")?,
                 updated_at: r.try_get("updated_at")?,
+                read_only: r.try_get::<i64, _>("subscribed")? > 0,
+            })
+        }
+
+        fn feed_row(r: &DbRow) -> std::result::Result<Feed, sqlx::Error> {
+            let mode: String = r.try_get("mode")?;
+            Ok(Feed {
+                id: r.try_get("id")?,
+                collection_id: r.try_get("collection_id")?,
+                owner_id: r.try_get("owner_id")?,
+                calendar: r.try_get("calendar")?,
+                token_hint: r.try_get("token_hint")?,
+                settings: FeedSettings {
+                    mode: FeedMode::parse(&mode).unwrap_or(FeedMode::Busy),
+                    window_days: r.try_get("window_days")?,
+                    include_alarms: r.try_get::<i64, _>("include_alarms")? != 0,
+                    include_emails: r.try_get::<i64, _>("include_emails")? != 0,
+                },
+                created_at: r.try_get("created_at")?,
+                last_used_at: r.try_get("last_used_at")?,
+            })
+        }
+
+        fn subscription_row(r: &DbRow) -> std::result::Result<Subscription, sqlx::Error> {
+            Ok(Subscription {
+                collection_id: r.try_get("collection_id")?,
+                owner: r.try_get("owner")?,
+                calendar: r.try_get("calendar")?,
+                url: r.try_get("url")?,
+                refresh_seconds: r.try_get("refresh_seconds")?,
+                etag: r.try_get("etag")?,
+                last_modified: r.try_get("last_modified")?,
+                next_due_at: r.try_get("next_due_at")?,
+                last_attempt_at: r.try_get("last_attempt_at")?,
+                last_success_at: r.try_get("last_success_at")?,
+                last_status: r.try_get("last_status")?,
+                last_error: r.try_get("last_error")?,
+                last_error_at: r.try_get("last_error_at")?,
             })
         }
 
@@ -759,40 +828,38 @@ macro_rules! impl_store {
             }
 
             async fn objects_by_names(&self, collection_id: i64, names: &[String]) -> Result<Vec<StoredObject>> {
-                let mut tx = self.begin_read().await?;
                 let mut out = Vec::with_capacity(names.len());
-                for name in names {
-                    let row = sqlx::query(&format!(
-                        "SELECT {OBJECT_META_COLS}, ics FROM objects WHERE collection_id = $1 AND name = $2"
-                    ))
-                    .bind(collection_id)
-                    .bind(name)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(r) = row {
+                for chunk in names.chunks(IN_CHUNK) {
+                    let sql = format!(
+                        "SELECT {OBJECT_META_COLS}, ics FROM objects WHERE collection_id = $1 AND name IN ({})",
+                        in_list(2, chunk.len())
+                    );
+                    let mut q = sqlx::query(&sql).bind(collection_id);
+                    for n in chunk {
+                        q = q.bind(n);
+                    }
+                    for r in q.fetch_all(self.read_pool()).await? {
                         out.push(object_row(&r)?);
                     }
                 }
-                tx.commit().await?;
                 Ok(out)
             }
 
             async fn object_metas_named(&self, collection_id: i64, names: &[String]) -> Result<Vec<ObjectMeta>> {
-                let mut tx = self.begin_read().await?;
                 let mut out = Vec::with_capacity(names.len());
-                for name in names {
-                    let row = sqlx::query(&format!(
-                        "SELECT {OBJECT_META_COLS} FROM objects WHERE collection_id = $1 AND name = $2"
-                    ))
-                    .bind(collection_id)
-                    .bind(name)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(r) = row {
+                for chunk in names.chunks(IN_CHUNK) {
+                    let sql = format!(
+                        "SELECT {OBJECT_META_COLS} FROM objects WHERE collection_id = $1 AND name IN ({})",
+                        in_list(2, chunk.len())
+                    );
+                    let mut q = sqlx::query(&sql).bind(collection_id);
+                    for n in chunk {
+                        q = q.bind(n);
+                    }
+                    for r in q.fetch_all(self.read_pool()).await? {
                         out.push(meta_row(&r)?);
                     }
                 }
-                tx.commit().await?;
                 Ok(out)
             }
 
@@ -1013,6 +1080,295 @@ macro_rules! impl_store {
                 change(&mut tx, home_id, dst_collection, Some(dst_name), false, delta).await?;
                 tx.commit().await?;
                 Ok(PutOutcome { created: dst.is_none() })
+            }
+
+            async fn replace_objects(&self, collection_id: i64, objs: &[(String, CalendarObject)], quota: i64) -> Result<ReplaceStats> {
+                let mut tx = self.begin_write().await?;
+                let owner_id = lock_calendar(&mut tx, collection_id).await?;
+                let rows = sqlx::query("SELECT name, etag, size FROM objects WHERE collection_id = $1")
+                    .bind(collection_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut existing = std::collections::HashMap::with_capacity(rows.len());
+                for r in &rows {
+                    let name: String = r.try_get(0)?;
+                    existing.insert(name, (r.try_get::<String, _>(1)?, r.try_get::<i64, _>(2)?));
+                }
+                let mut stats = ReplaceStats::default();
+                let wanted: std::collections::HashSet<&str> = objs.iter().map(|(n, _)| n.as_str()).collect();
+                let (home_id, used) = lock_home(&mut tx, owner_id).await?;
+                let mut delta = 0i64;
+                // Deletions first, so a UID moving to another name does not collide with itself.
+                for (name, (_, size)) in &existing {
+                    if !wanted.contains(name.as_str()) {
+                        sqlx::query("DELETE FROM objects WHERE collection_id = $1 AND name = $2")
+                            .bind(collection_id)
+                            .bind(name)
+                            .execute(&mut *tx)
+                            .await?;
+                        change(&mut tx, home_id, collection_id, Some(name), true, -size).await?;
+                        delta -= size;
+                        stats.removed += 1;
+                    }
+                }
+                let t = now();
+                for (name, obj) in objs {
+                    let etag = etag_of(obj.raw.as_bytes());
+                    let size = obj.raw.len() as i64;
+                    let old = existing.get(name);
+                    if old.is_some_and(|(e, _)| *e == etag) {
+                        stats.unchanged += 1;
+                        continue;
+                    }
+                    let d = size - old.map_or(0, |(_, s)| *s);
+                    if d > 0 && used + delta + d > quota {
+                        return Err(StoreError::QuotaExceeded);
+                    }
+                    if let Some(holder) = uid_holder(&mut tx, collection_id, &obj.index.uid, &[name]).await? {
+                        return Err(StoreError::UidConflict(holder));
+                    }
+                    bind_object_row!(sqlx::query(OBJECT_UPSERT), collection_id, name, obj, &etag, t)
+                        .execute(&mut *tx)
+                        .await?;
+                    change(&mut tx, home_id, collection_id, Some(name), false, d).await?;
+                    delta += d;
+                    if old.is_some() {
+                        stats.updated += 1;
+                    } else {
+                        stats.added += 1;
+                    }
+                }
+                tx.commit().await?;
+                Ok(stats)
+            }
+
+            async fn objects_page(&self, collection_id: i64, after: Option<&str>, from: Option<i64>, limit: i64) -> Result<Vec<StoredObject>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {OBJECT_META_COLS}, ics FROM objects WHERE collection_id = $1 \
+                     AND ($2 IS NULL OR name > $2) \
+                     AND ($3 IS NULL OR last_end IS NULL OR last_end >= $3) ORDER BY name LIMIT $4"
+                ))
+                .bind(collection_id)
+                .bind(after)
+                .bind(from)
+                .bind(limit)
+                .fetch_all(self.read_pool())
+                .await?;
+                Ok(rows.iter().map(object_row).collect::<std::result::Result<_, _>>()?)
+            }
+
+            async fn collection_by_id(&self, id: i64) -> Result<Option<Collection>> {
+                let row = sqlx::query(&format!("SELECT {COLLECTION_COLS} FROM collections WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(self.read_pool())
+                    .await?;
+                Ok(row.as_ref().map(collection_row).transpose()?)
+            }
+
+            async fn calendar_object(&self, owner_id: i64, cal: &str, name: &str, with_body: bool) -> Result<Option<(Collection, Option<StoredObject>)>> {
+                let body = if with_body { ", o.ics AS o_ics" } else { "" };
+                let row = sqlx::query(&format!(
+                    "SELECT {COLLECTION_JOIN_COLS}{body} FROM collections \
+                     LEFT JOIN objects o ON o.collection_id = collections.id AND o.name = $3 \
+                     WHERE collections.owner_id = $1 AND collections.name = $2 AND collections.kind = 'calendar'"
+                ))
+                .bind(owner_id)
+                .bind(cal)
+                .bind(name)
+                .fetch_optional(self.read_pool())
+                .await?;
+                let Some(r) = row else { return Ok(None) };
+                let c = collection_row(&r)?;
+                let obj = match r.try_get::<Option<String>, _>("o_name")? {
+                    None => None,
+                    Some(name) => Some(StoredObject {
+                        meta: ObjectMeta {
+                            name,
+                            uid: r.try_get("o_uid")?,
+                            etag: r.try_get("o_etag")?,
+                            size: r.try_get("o_size")?,
+                            component: r.try_get("o_component")?,
+                            created_at: r.try_get("o_created_at")?,
+                            modified_at: r.try_get("o_modified_at")?,
+                        },
+                        ics: if with_body { r.try_get("o_ics")? } else { String::new() },
+                    }),
+                };
+                Ok(Some((c, obj)))
+            }
+
+            async fn create_feed(&self, collection_id: i64, token_hash: &str, token_hint: &str, settings: &FeedSettings) -> Result<Feed> {
+                let mut tx = self.begin_write().await?;
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO feeds (collection_id, token_hash, token_hint, mode, window_days, include_alarms, include_emails, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                )
+                .bind(collection_id)
+                .bind(token_hash)
+                .bind(token_hint)
+                .bind(settings.mode.as_str())
+                .bind(settings.window_days)
+                .bind(settings.include_alarms as i64)
+                .bind(settings.include_emails as i64)
+                .bind(now())
+                .fetch_one(&mut *tx)
+                .await?;
+                let row = sqlx::query(&format!(
+                    "SELECT {FEED_COLS} FROM feeds f JOIN collections c ON c.id = f.collection_id WHERE f.id = $1"
+                ))
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let feed = feed_row(&row)?;
+                tx.commit().await?;
+                Ok(feed)
+            }
+
+            async fn feeds(&self, owner_id: i64) -> Result<Vec<Feed>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {FEED_COLS} FROM feeds f JOIN collections c ON c.id = f.collection_id \
+                     WHERE c.owner_id = $1 ORDER BY f.id"
+                ))
+                .bind(owner_id)
+                .fetch_all(self.read_pool())
+                .await?;
+                Ok(rows.iter().map(feed_row).collect::<std::result::Result<_, _>>()?)
+            }
+
+            async fn feed_by_token_hash(&self, token_hash: &str) -> Result<Option<Feed>> {
+                let row = sqlx::query(&format!(
+                    "SELECT {FEED_COLS} FROM feeds f JOIN collections c ON c.id = f.collection_id WHERE f.token_hash = $1"
+                ))
+                .bind(token_hash)
+                .fetch_optional(self.read_pool())
+                .await?;
+                Ok(row.as_ref().map(feed_row).transpose()?)
+            }
+
+            async fn revoke_feed(&self, owner_id: i64, id: i64) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(
+                    "DELETE FROM feeds WHERE id = $1 AND collection_id IN (SELECT id FROM collections WHERE owner_id = $2)",
+                )
+                .bind(id)
+                .bind(owner_id)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn touch_feed(&self, id: i64, at: i64) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("UPDATE feeds SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2 - 60)")
+                    .bind(id)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn create_subscription(&self, owner_id: i64, new: &NewCalendar, url: &str, refresh_seconds: i64) -> Result<Collection> {
+                let mut tx = self.begin_write().await?;
+                let (home_id, _) = lock_home(&mut tx, owner_id).await?;
+                let id = insert_calendar(&mut tx, owner_id, home_id, new).await?;
+                sqlx::query("INSERT INTO subscriptions (collection_id, url, refresh_seconds, next_due_at) VALUES ($1, $2, $3, $4)")
+                    .bind(id)
+                    .bind(url)
+                    .bind(refresh_seconds)
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await?;
+                let row = sqlx::query(&format!("SELECT {COLLECTION_COLS} FROM collections WHERE id = $1"))
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let c = collection_row(&row)?;
+                tx.commit().await?;
+                Ok(c)
+            }
+
+            async fn subscriptions(&self, owner_id: Option<i64>) -> Result<Vec<Subscription>> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {SUBSCRIPTION_COLS} FROM {SUBSCRIPTION_FROM} WHERE ($1 IS NULL OR c.owner_id = $1) ORDER BY p.name, c.name"
+                ))
+                .bind(owner_id)
+                .fetch_all(self.read_pool())
+                .await?;
+                Ok(rows.iter().map(subscription_row).collect::<std::result::Result<_, _>>()?)
+            }
+
+            async fn claim_due_subscriptions(&self, now: i64, lease: i64) -> Result<Vec<Subscription>> {
+                let mut tx = self.begin_write().await?;
+                // Under READ COMMITTED a second process blocked on the same rows re-checks the
+                // condition after the first commits, finds them no longer due, and skips them.
+                let ids: Vec<i64> = sqlx::query_scalar(
+                    "UPDATE subscriptions SET next_due_at = $2, last_attempt_at = $1 WHERE next_due_at <= $1 RETURNING collection_id",
+                )
+                .bind(now)
+                .bind(now + lease)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut out = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let row = sqlx::query(&format!("SELECT {SUBSCRIPTION_COLS} FROM {SUBSCRIPTION_FROM} WHERE s.collection_id = $1"))
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    out.push(subscription_row(&row)?);
+                }
+                tx.commit().await?;
+                Ok(out)
+            }
+
+            async fn make_subscription_due(&self, collection_id: i64) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query("UPDATE subscriptions SET next_due_at = $2 WHERE collection_id = $1")
+                    .bind(collection_id)
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn record_refresh(&self, collection_id: i64, at: i64, outcome: &RefreshOutcome) -> Result<()> {
+                let mut tx = self.begin_write().await?;
+                match outcome {
+                    RefreshOutcome::Success { etag, last_modified, status } => {
+                        sqlx::query(
+                            "UPDATE subscriptions SET etag = $2, last_modified = $3, last_status = $4, last_success_at = $5, \
+                             next_due_at = $5 + refresh_seconds WHERE collection_id = $1",
+                        )
+                        .bind(collection_id)
+                        .bind(etag)
+                        .bind(last_modified)
+                        .bind(status)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    RefreshOutcome::Error(msg) => {
+                        sqlx::query(
+                            "UPDATE subscriptions SET last_error = $2, last_error_at = $3, next_due_at = $3 + refresh_seconds \
+                             WHERE collection_id = $1",
+                        )
+                        .bind(collection_id)
+                        .bind(msg)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn changes_since(&self, collection_id: i64, since: Option<i64>, limit: Option<u64>) -> Result<ChangeSet> {

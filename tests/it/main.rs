@@ -11,6 +11,7 @@ mod support;
 mod auth;
 mod corpus;
 mod dav;
+mod feeds;
 mod hostile;
 mod ical;
 mod isolation;
@@ -141,6 +142,9 @@ fn main() {
         replay::davx5_collection_sync,
         replay::davx5_creates_calendar,
         replay::evolution_discovery_and_sync,
+        feeds::feed_links_hide_private_details,
+        feeds::get_on_a_calendar_exports_it,
+        feeds::import_then_export_round_trips,
         hostile::malformed_xml_is_refused,
         hostile::dtd_and_entities_are_refused,
         hostile::deep_and_huge_xml_is_refused,
@@ -163,6 +167,8 @@ fn main() {
     let db_scenarios: Vec<(&str, DbScenario)> = db_scenarios![
         objects::restart_keeps_everything,
         replay::server_truncation_loops,
+        feeds::subscriptions_follow_their_source,
+        feeds::command_line_round_trip,
         hostile::body_and_object_limits,
         hostile::slow_headers_are_cut_off,
         hostile::connection_limit_answers_503,

@@ -17,25 +17,7 @@ suite="$(basename "$here")"
 # shellcheck source=../../lib.sh
 . "$here/../../lib.sh"
 
-# Installs package.json + package-lock.json of this suite with `npm ci` into
-# conformance/.work/node-SUITE/ (again only when either file changed) and copies the suite's
-# scripts next to node_modules so their imports resolve there.
-node_suite_install() {
-    local dir="$CONFORMANCE_WORK/node-$suite" want stamp
-    mkdir -p "$dir"
-    want="$(cat "$here/package.json" "$here/package-lock.json" | sha256sum | cut -d' ' -f1)"
-    stamp="$dir/.installed.sha256"
-    if [[ ! -d "$dir/node_modules" || ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-        _conf_log "npm ci ($suite) into $dir"
-        cp "$here/package.json" "$here/package-lock.json" "$dir/"
-        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || return 1
-        printf '%s\n' "$want" >"$stamp"
-    fi
-    cp "$here"/*.mjs "$dir/"
-    NODE_SUITE_DIR="$dir"
-}
-
-node_suite_install
+node_suite_install "$here"
 # Almanac, or a peer server with CONFORMANCE_SERVER=radicale|xandikos (see peers.sh); exports
 # CONF_URL, CONF_USER, CONF_PASSWORD, CONF_SERVER.
 conformance_server_start
