@@ -242,18 +242,6 @@ fn feed_component(c: &Component, s: &FeedSettings) -> Option<Component> {
     }
 }
 
-/// TZIDs named by any property parameter of a component or its children.
-fn tzids_used(c: &Component, out: &mut HashSet<String>) {
-    for p in &c.props {
-        if let Some(t) = p.param("TZID") {
-            out.insert(t.to_owned());
-        }
-    }
-    for ch in &c.children {
-        tzids_used(ch, out);
-    }
-}
-
 /// What one stored object contributes: its zones (TZID → serialised VTIMEZONE) and its
 /// components as the view shows them.
 #[derive(Debug, Default)]
@@ -284,7 +272,7 @@ pub fn render_object(ics: &str, view: &View) -> Rendered {
                 View::Feed(s) => feed_component(ch, s),
             };
             if let Some(c) = shown {
-                tzids_used(&c, &mut used);
+                crate::ical::tzids_used(&c, &mut used);
                 write_component(&c, &mut r.body);
             }
         }

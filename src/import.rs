@@ -48,17 +48,6 @@ pub fn object_name(uid: &str) -> String {
     }
 }
 
-fn tzids_used(c: &Component, out: &mut HashSet<String>) {
-    for p in &c.props {
-        if let Some(t) = p.param("TZID") {
-            out.insert(t.to_owned());
-        }
-    }
-    for ch in &c.children {
-        tzids_used(ch, out);
-    }
-}
-
 /// Splits iCalendar text into resources. `accepts` says which component types the target
 /// calendar takes; `max_size` is its max-resource-size. Fails only when the text is not
 /// iCalendar at all; a bad component is skipped with its reason.
@@ -124,7 +113,7 @@ pub fn split(text: &str, accepts: &[ComponentKind], max_size: u64) -> Result<Spl
     for (uid, comps) in groups {
         let mut used = HashSet::new();
         for c in &comps {
-            tzids_used(c, &mut used);
+            crate::ical::tzids_used(c, &mut used);
         }
         let mut used: Vec<String> = used.into_iter().collect();
         used.sort();

@@ -259,13 +259,39 @@ async fn feed_cmd(config: &Config, cmd: FeedCmd) -> Result<()> {
     Ok(())
 }
 
+/// Fetches the subscription behind calendar `c` now and records the outcome; `None` when `c`
+/// is not a subscription.
+async fn refresh_now(
+    st: &store::DynStore,
+    config: &Config,
+    c: &store::Collection,
+) -> Result<Option<store::RefreshOutcome>> {
+    let Some(sub) = st
+        .subscriptions(Some(c.owner_id))
+        .await?
+        .into_iter()
+        .find(|s| s.collection_id == c.id)
+    else {
+        return Ok(None);
+    };
+    let outcome = subscriptions::refresh(
+        st,
+        &config.subscriptions,
+        config.limits.max_resource_size,
+        config.limits.quota_bytes,
+        &sub,
+    )
+    .await;
+    st.record_refresh(c.id, store::now(), &outcome).await?;
+    Ok(Some(outcome))
+}
+
 async fn subscribe_cmd(
     config: &Config,
     cmd: Option<SubscribeCmd>,
     add: SubscribeArgs,
 ) -> Result<()> {
     let st = open(config).await?;
-    let limits = &config.limits;
     match cmd {
         None => {
             let (Some(user), Some(name), Some(url)) = (add.user, add.name, add.url) else {
@@ -298,21 +324,9 @@ async fn subscribe_cmd(
                     e => e.into(),
                 })?;
             // The first fetch happens now, so a wrong URL shows at once.
-            let sub = st
-                .subscriptions(Some(p.id))
+            let outcome = refresh_now(&st, config, &c)
                 .await?
-                .into_iter()
-                .find(|s| s.collection_id == c.id)
                 .context("subscription vanished")?;
-            let outcome = subscriptions::refresh(
-                &st,
-                &config.subscriptions,
-                limits.max_resource_size,
-                limits.quota_bytes,
-                &sub,
-            )
-            .await;
-            st.record_refresh(c.id, store::now(), &outcome).await?;
             println!(
                 "subscribed /calendars/{user}/{name}/ to {url}, refreshed every {}",
                 add.every
@@ -357,21 +371,9 @@ async fn subscribe_cmd(
         }
         Some(SubscribeCmd::Refresh { user, name }) => {
             let (_, c) = calendar_of(&st, &user, &name).await?;
-            let sub = st
-                .subscriptions(Some(c.owner_id))
+            let outcome = refresh_now(&st, config, &c)
                 .await?
-                .into_iter()
-                .find(|s| s.collection_id == c.id)
                 .with_context(|| format!("{user}/{name} is not a subscription"))?;
-            let outcome = subscriptions::refresh(
-                &st,
-                &config.subscriptions,
-                limits.max_resource_size,
-                limits.quota_bytes,
-                &sub,
-            )
-            .await;
-            st.record_refresh(c.id, store::now(), &outcome).await?;
             match outcome {
                 store::RefreshOutcome::Success { status, .. } => println!("{status}"),
                 store::RefreshOutcome::Error(e) => bail!("refresh failed: {e}"),

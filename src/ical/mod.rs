@@ -102,6 +102,19 @@ pub fn zone_of_calendar_timezone(text: &str) -> Option<Zone> {
     ZoneResolver::new(&[vtz]).resolve(&tzid)
 }
 
+/// Adds every TZID named by a property parameter of `c` or its subcomponents: the VTIMEZONEs
+/// a component needs wherever it is written out (exports, feeds, imported resources).
+pub fn tzids_used(c: &Component, out: &mut std::collections::HashSet<String>) {
+    for p in &c.props {
+        if let Some(t) = p.param("TZID") {
+            out.insert(t.to_owned());
+        }
+    }
+    for ch in &c.children {
+        tzids_used(ch, out);
+    }
+}
+
 /// A validated calendar object resource: the client's bytes, untouched, plus the index.
 #[derive(Debug, Clone)]
 pub struct CalendarObject {
