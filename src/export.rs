@@ -64,16 +64,6 @@ pub fn escape_text(s: &str) -> String {
     out
 }
 
-fn tzid_of_calendar_timezone(text: &str) -> Option<String> {
-    let tops = parse(text).ok()?;
-    let vtz = tops
-        .first()?
-        .children
-        .iter()
-        .find(|c| c.name == "VTIMEZONE")?;
-    Some(vtz.prop("TZID")?.value.clone())
-}
-
 /// The VCALENDAR's own lines, up to its first component.
 pub fn header(c: &Collection, view: &View) -> String {
     let mut h = String::new();
@@ -89,7 +79,11 @@ pub fn header(c: &Collection, view: &View) -> String {
     }
     let name = c.displayname.as_deref().unwrap_or(&c.name);
     h.push_str(&fold(&format!("X-WR-CALNAME:{}", escape_text(name))));
-    if let Some(tzid) = c.timezone.as_deref().and_then(tzid_of_calendar_timezone) {
+    if let Some(tzid) = c
+        .timezone
+        .as_deref()
+        .and_then(crate::ical::tzid_of_calendar_timezone)
+    {
         h.push_str(&fold(&format!("X-WR-TIMEZONE:{}", escape_text(&tzid))));
     }
     if matches!(view, View::Feed(_)) {
@@ -253,6 +247,12 @@ pub struct Rendered {
 /// Renders one stored object for a view. Objects that no longer parse (written by an older,
 /// more lenient server) contribute nothing rather than breaking the whole calendar.
 pub fn render_object(ics: &str, view: &View) -> Rendered {
+    render(ics, view, true)
+}
+
+/// `render_object`, or with `with_body` false only the zones the view's components need (the
+/// first pass of `stream`, which must not serialise every component twice).
+fn render(ics: &str, view: &View, with_body: bool) -> Rendered {
     let mut r = Rendered::default();
     let Ok(tops) = parse(ics) else {
         return r;
@@ -273,7 +273,9 @@ pub fn render_object(ics: &str, view: &View) -> Rendered {
             };
             if let Some(c) = shown {
                 crate::ical::tzids_used(&c, &mut used);
-                write_component(&c, &mut r.body);
+                if with_body {
+                    write_component(&c, &mut r.body);
+                }
             }
         }
     }
@@ -363,7 +365,7 @@ impl Cursor {
                         Some(last) => {
                             *after = Some(last.meta.name.clone());
                             for o in page.iter().filter(|o| o.ics.contains("BEGIN:VTIMEZONE")) {
-                                for (id, text) in render_object(&o.ics, &self.view).zones {
+                                for (id, text) in render(&o.ics, &self.view, false).zones {
                                     self.zones.entry(id).or_insert(text);
                                 }
                             }

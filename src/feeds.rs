@@ -113,8 +113,12 @@ pub async fn serve(st: &AppState, method: &Method, file: &str, headers: &HeaderM
         Err(e) => return store_failure(e),
     };
     let now = crate::store::now();
-    if let Err(e) = st.store.touch_feed(feed.id, now).await {
-        tracing::warn!(error = %e, "could not record a feed fetch");
+    // The row just read says whether a minute has passed; only then is the fetch written down
+    // (the store applies the same rule, for racing fetches).
+    if feed.last_used_at.is_none_or(|t| t < now - 60) {
+        if let Err(e) = st.store.touch_feed(feed.id, now).await {
+            tracing::warn!(error = %e, "could not record a feed fetch");
+        }
     }
     let view = View::Feed(feed.settings.clone());
     let etag = export::etag(st.store.instance_id(), &c, &view, Some(feed.id), now);

@@ -93,13 +93,27 @@ pub fn time_ctx(cal: &Component, floating: Zone) -> TimeCtx {
 /// TZID when that names a known zone, else the VTIMEZONE's own rules.
 pub fn zone_of_calendar_timezone(text: &str) -> Option<Zone> {
     let tops = parse(text).ok()?;
-    let vtz = tops
-        .first()?
-        .children
-        .iter()
-        .find(|c| c.name == "VTIMEZONE")?;
+    let vtz = calendar_timezone_vtimezone(&tops)?;
     let tzid = vtz.prop("TZID")?.value.clone();
     ZoneResolver::new(&[vtz]).resolve(&tzid)
+}
+
+/// The TZID of a `calendar-timezone` property value (X-WR-TIMEZONE of exports and feeds).
+pub fn tzid_of_calendar_timezone(text: &str) -> Option<String> {
+    let tops = parse(text).ok()?;
+    Some(
+        calendar_timezone_vtimezone(&tops)?
+            .prop("TZID")?
+            .value
+            .clone(),
+    )
+}
+
+fn calendar_timezone_vtimezone(tops: &[Component]) -> Option<&Component> {
+    tops.first()?
+        .children
+        .iter()
+        .find(|c| c.name == "VTIMEZONE")
 }
 
 /// Adds every TZID named by a property parameter of `c` or its subcomponents: the VTIMEZONEs
