@@ -160,6 +160,11 @@ fn read_password(from_stdin: bool) -> Result<(String, bool)> {
     Ok((pw, false))
 }
 
+/// mimalloc instead of glibc malloc: faster for the many small allocations of a request, and it
+/// returns freed memory instead of holding it in per-thread arenas (peak RSS under load).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
