@@ -198,7 +198,8 @@ pub fn ical(data: &[u8]) {
                     vec![comp_filter(kind.as_str(), Some(range), vec![])],
                 ),
             };
-            if let Ok(true) = filter.matches(&cal, &ctx, &Budget::new(BUDGET)) {
+            let matched = filter.matches(&cal, &ctx, &Budget::new(BUDGET));
+            if let Ok(true) = matched {
                 let kept = idx.last_end.is_none_or(|l| l >= from)
                     && idx.first_start.is_none_or(|f| f <= to);
                 assert!(
@@ -206,6 +207,41 @@ pub fn ical(data: &[u8]) {
                     "prefilter drops a match: window [{from}, {to}) in {}, index {idx:?}",
                     ctx.floating.name()
                 );
+            }
+            // Where the stored occurrences decide (report::select_by_occurrences), they decide
+            // as parsing does, for the query and for free/busy.
+            let decided = idx
+                .occurrences
+                .as_ref()
+                .filter(|o| to <= o.until && (!idx.floating || matches!(ctx.floating, Zone::Utc)));
+            if let Some(occ) = decided {
+                if let Ok(m) = matched {
+                    let by_index = occ.rows.iter().any(|o| o.overlaps(from, to));
+                    assert_eq!(by_index, m, "occurrence index vs parsing, [{from}, {to})");
+                }
+                if let Ok(parsed) =
+                    freebusy::busy_periods(&cal, &ctx, from, to, &Budget::new(BUDGET))
+                {
+                    let stored: Vec<freebusy::BusyPeriod> = occ
+                        .rows
+                        .iter()
+                        .filter(|o| o.overlaps(from, to))
+                        .filter_map(|o| {
+                            let (s, e) = (o.start.max(from), o.end.min(to));
+                            Some(freebusy::BusyPeriod {
+                                start: s,
+                                end: e,
+                                kind: o.busy?,
+                            })
+                            .filter(|_| e > s)
+                        })
+                        .collect();
+                    assert_eq!(
+                        freebusy::merge(stored),
+                        freebusy::merge(parsed),
+                        "occurrence index vs parsing, busy time in [{from}, {to})"
+                    );
+                }
             }
             let cd = CalendarData {
                 expand: Some(range),

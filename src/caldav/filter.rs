@@ -278,6 +278,26 @@ impl Filter {
         }
     }
 
+    /// The window of a filter that asks only "has a VEVENT occurrence overlapping [start,
+    /// end)" (what clients send to fill a calendar view): such a filter is answered exactly by
+    /// the stored occurrences, without parsing objects.
+    pub fn event_window_only(&self) -> Option<TimeRange> {
+        let top = &self.top;
+        if top.is_not_defined || top.time_range.is_some() || !top.props.is_empty() {
+            return None;
+        }
+        match top.comps.as_slice() {
+            [c] if c.name == "VEVENT"
+                && !c.is_not_defined
+                && c.props.is_empty()
+                && c.comps.is_empty() =>
+            {
+                c.time_range
+            }
+            _ => None,
+        }
+    }
+
     /// Whether a calendar object (its parsed VCALENDAR) matches.
     pub fn matches(
         &self,

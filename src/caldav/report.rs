@@ -18,7 +18,7 @@ use crate::dav::multistatus::{write_status_response, PropValue};
 use crate::dav::path::DavPath;
 use crate::dav::xml::{self, Element, QName, XmlWriter, NS_CALDAV, NS_DAV};
 use crate::dav::{DavError, DavResult};
-use crate::ical::expand::{Budget, LimitExceeded};
+use crate::ical::expand::{Budget, LimitExceeded, FLOATING_SLACK};
 use crate::ical::tz::Zone;
 use crate::ical::{self, freebusy};
 use crate::store::{Candidates, Collection, StoreError, StoredObject};
@@ -368,9 +368,22 @@ async fn query(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Respo
         to: pre.window.map(|w| w.1),
     };
     let budget = ctx.budget();
-    let mut w = XmlWriter::new();
-    w.start(NS_DAV, "multistatus");
-    for obj in ctx.st.store.candidates(c.id, &cand).await? {
+    // Objects the stored occurrences answer, and objects that must be parsed to decide.
+    let (mut hits, to_parse) = match filter.event_window_only() {
+        Some(tr) => {
+            let sel = select_by_occurrences(ctx, c, tr, &floating).await?;
+            let hits = ctx
+                .st
+                .store
+                .objects_by_ids(c.id, &sel.hits, wanted.data.is_some())
+                .await?;
+            let mut to_parse = ctx.st.store.objects_by_ids(c.id, &sel.verify, true).await?;
+            to_parse.extend(ctx.st.store.unindexed_candidates(c.id, &cand).await?);
+            (hits, to_parse)
+        }
+        None => (Vec::new(), ctx.st.store.candidates(c.id, &cand).await?),
+    };
+    for obj in to_parse {
         ctx.check_deadline()?;
         let Some(cal) = ical::parse(&obj.ics).ok().and_then(|mut t| t.pop()) else {
             continue;
@@ -380,11 +393,68 @@ async fn query(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Respo
             .matches(&cal, &tctx, &budget)
             .map_err(too_much_work)?
         {
-            write_object(ctx, &mut w, c, &obj, &wanted, &floating, &budget).await?;
+            hits.push(obj);
         }
+    }
+    hits.sort_unstable_by(|a, b| a.meta.name.cmp(&b.meta.name));
+    let mut w = XmlWriter::new();
+    w.start(NS_DAV, "multistatus");
+    for obj in &hits {
+        write_object(ctx, &mut w, c, obj, &wanted, &floating, &budget).await?;
     }
     w.end();
     Ok(multistatus(w.finish()))
+}
+
+/// What the occurrence index says about a window: objects with an occurrence in it, and
+/// objects it cannot decide (floating times, when the zone they are read in is not UTC).
+/// Objects whose occurrences are not stored up to the window's end are not in either: the
+/// caller adds them with `unindexed_candidates`.
+struct Selection {
+    hits: Vec<i64>,
+    verify: Vec<i64>,
+    /// The busy time of the hits' occurrences, clipped to the window (free-busy).
+    busy: Vec<freebusy::BusyPeriod>,
+}
+
+async fn select_by_occurrences(
+    ctx: &Ctx<'_>,
+    c: &Collection,
+    tr: TimeRange,
+    floating: &Zone,
+) -> DavResult<Selection> {
+    // Occurrences of floating objects were computed with floating times read in UTC.
+    let utc = matches!(floating, Zone::Utc);
+    let slack = if utc { 0 } else { FLOATING_SLACK };
+    let rows = ctx
+        .st
+        .store
+        .occurrences(c.id, tr.start, tr.end, slack)
+        .await?;
+    let mut hits = std::collections::BTreeSet::new();
+    let mut verify = std::collections::BTreeSet::new();
+    let mut busy = Vec::new();
+    for r in rows.iter().filter(|r| r.until >= tr.end) {
+        if r.floating && !utc {
+            verify.insert(r.object_id);
+        } else if r.occ.overlaps(tr.start, tr.end) {
+            hits.insert(r.object_id);
+            let (s, e) = (r.occ.start.max(tr.start), r.occ.end.min(tr.end));
+            if let (Some(kind), true) = (r.occ.busy, e > s) {
+                busy.push(freebusy::BusyPeriod {
+                    start: s,
+                    end: e,
+                    kind,
+                });
+            }
+        }
+    }
+    // An object's rows are all floating or none are: the two sets never share an object.
+    Ok(Selection {
+        hits: hits.into_iter().collect(),
+        verify: verify.into_iter().collect(),
+        busy,
+    })
 }
 
 /// RFC 4791 §7.10: a VFREEBUSY of the busy time in a range (200, text/calendar).
@@ -401,8 +471,12 @@ async fn free_busy(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<R
         from: Some(tr.start),
         to: Some(tr.end),
     };
-    let mut periods = Vec::new();
-    for obj in ctx.st.store.candidates(c.id, &cand).await? {
+    // Busy time of indexed events straight from their stored occurrences; the rest parsed.
+    let sel = select_by_occurrences(ctx, c, tr, &floating).await?;
+    let mut periods = sel.busy;
+    let mut to_parse = ctx.st.store.objects_by_ids(c.id, &sel.verify, true).await?;
+    to_parse.extend(ctx.st.store.unindexed_candidates(c.id, &cand).await?);
+    for obj in to_parse {
         ctx.check_deadline()?;
         if !matches!(obj.meta.component.as_str(), "VEVENT" | "VFREEBUSY") {
             continue;

@@ -337,8 +337,20 @@ impl<'a> Series<'a> {
         let master = self.comps[m];
         let dtstart_utc = ctx.utc(start);
         let max_len = t.max_len().max(future_max_len(self, future, ctx));
-        // Occurrences starting before this cannot reach the window.
-        let lower = from.saturating_sub(max_len);
+        // RANGE=THISANDFUTURE overrides move later occurrences by their own shift: one
+        // generated after the window may be moved into it (a negative shift), as may one
+        // generated before it (a positive shift).
+        let (shift_lo, shift_hi) = future
+            .iter()
+            .filter_map(|&(_, fi)| {
+                let fs = timing(self.comps[fi], self.kind, ctx).start?;
+                let orig = self.overrides.iter().find(|o| o.0 == fi)?;
+                Some(ctx.utc(&fs) - ctx.utc(&orig.1))
+            })
+            .fold((0i64, 0i64), |(lo, hi), d| (lo.min(d), hi.max(d)));
+        // Occurrences generated before `lower` or from `upper` on cannot reach the window.
+        let lower = from.saturating_sub(max_len).saturating_sub(shift_hi);
+        let upper = to.saturating_sub(shift_lo);
         let (ex_instants, ex_dates) = exdates(master, ctx);
         let excluded = |rid: i64, local: NaiveDateTime| {
             ex_instants.contains(&rid) || ex_dates.contains(&local.date())
@@ -423,7 +435,7 @@ impl<'a> Series<'a> {
                 budget.spend()?;
                 let local = occ.naive_utc();
                 let rid = zone.local_to_utc(local);
-                if rid >= to {
+                if rid >= upper {
                     break;
                 }
                 if local == start.local() {
@@ -442,7 +454,7 @@ impl<'a> Series<'a> {
             .any(|rp| until_before_start(&rp.value, start, zone));
         if !dtstart_from_rule
             && !empty_rule
-            && dtstart_utc < to
+            && dtstart_utc < upper
             && seen.insert(dtstart_utc)
             && dtstart_utc >= lower
         {
@@ -465,7 +477,7 @@ impl<'a> Series<'a> {
                     }
                 };
                 let rid = ctx.utc(&time);
-                if rid >= to || rid < lower || !seen.insert(rid) {
+                if rid >= upper || rid < lower || !seen.insert(rid) {
                     continue;
                 }
                 let local = zone.utc_to_local(rid);
@@ -479,12 +491,7 @@ impl<'a> Series<'a> {
     /// index. Floating values are read in UTC and the caller widens by [`FLOATING_SLACK`].
     pub fn bounds(&self, ctx: &TimeCtx, max_instances: u64) -> (Option<i64>, Option<i64>) {
         let budget = Budget::new(max_instances);
-        let unbounded = self.master.is_some_and(|m| {
-            self.comps[m].props_named("RRULE").any(|r| {
-                let v = r.value.to_ascii_uppercase();
-                !v.contains("COUNT=") && !v.contains("UNTIL=")
-            })
-        });
+        let unbounded = self.is_open_ended();
         // Bounded series: expand everything (within the budget) from the beginning of time.
         let (from, to) = (i64::MIN / 4, i64::MAX / 4);
         let insts = if unbounded {
@@ -506,7 +513,18 @@ impl<'a> Series<'a> {
         }
     }
 
-    fn first_start(&self, ctx: &TimeCtx) -> Option<i64> {
+    /// The master has an RRULE with neither COUNT nor UNTIL: occurrences go on forever.
+    pub fn is_open_ended(&self) -> bool {
+        self.master.is_some_and(|m| {
+            self.comps[m].props_named("RRULE").any(|r| {
+                let v = r.value.to_ascii_uppercase();
+                !v.contains("COUNT=") && !v.contains("UNTIL=")
+            })
+        })
+    }
+
+    /// The earliest DTSTART among the components, in UTC.
+    pub fn first_start(&self, ctx: &TimeCtx) -> Option<i64> {
         self.comps
             .iter()
             .filter_map(|c| c.prop("DTSTART").and_then(prop_time))

@@ -68,6 +68,20 @@ pub fn periods_of(p: &Property, ctx: &TimeCtx) -> Vec<(i64, i64)> {
     out
 }
 
+/// The busy time an occurrence of a VEVENT takes (from its own component: the master or the
+/// override): none when transparent or cancelled, tentative when tentative.
+pub fn event_busy_kind(c: &Component) -> Option<FbType> {
+    let upper = |n: &str| c.prop(n).map(|p| p.value.trim().to_ascii_uppercase());
+    if upper("TRANSP").as_deref() == Some("TRANSPARENT") {
+        return None;
+    }
+    match upper("STATUS").as_deref() {
+        Some("CANCELLED") => None,
+        Some("TENTATIVE") => Some(FbType::BusyTentative),
+        _ => Some(FbType::Busy),
+    }
+}
+
 /// Busy periods of one calendar object within `[from, to)`, clipped to the window.
 pub fn busy_periods(
     cal: &Component,
@@ -80,15 +94,8 @@ pub fn busy_periods(
     let events = Series::new(cal, ComponentKind::Event);
     if !events.comps.is_empty() {
         for inst in events.instances(ctx, from, to, budget)? {
-            let c = events.comps[inst.comp];
-            let upper = |n: &str| c.prop(n).map(|p| p.value.trim().to_ascii_uppercase());
-            if upper("TRANSP").as_deref() == Some("TRANSPARENT") {
+            let Some(kind) = event_busy_kind(events.comps[inst.comp]) else {
                 continue;
-            }
-            let kind = match upper("STATUS").as_deref() {
-                Some("CANCELLED") => continue,
-                Some("TENTATIVE") => FbType::BusyTentative,
-                _ => FbType::Busy,
             };
             let (Some(s), Some(e)) = (inst.start, inst.end) else {
                 continue;

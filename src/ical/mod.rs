@@ -11,7 +11,7 @@ pub mod value;
 mod windows_zones;
 pub mod write;
 
-pub use index::{TimeIndex, INDEX_VERSION};
+pub use index::{Occurrence, Occurrences, TimeIndex, INDEX_VERSION};
 pub use parse::{parse, Component, ParseError, Property};
 
 use tz::{Zone, ZoneResolver};

@@ -176,6 +176,17 @@ pub struct Candidates {
     pub to: Option<i64>,
 }
 
+/// One stored occurrence (see `ical::Occurrence`) as a time-range query reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OccurrenceRow {
+    pub object_id: i64,
+    pub occ: crate::ical::Occurrence,
+    /// Computed with floating times read in UTC: exact only when the query's zone is UTC.
+    pub floating: bool,
+    /// The object's `Occurrences::until`: windows ending after it are not answered here.
+    pub until: i64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PutOutcome {
     pub created: bool,
@@ -388,6 +399,29 @@ pub trait Store: Send + Sync + 'static {
     /// Objects that may match a query: of one component type, and whose index bounds meet a
     /// window. Only narrows; the caller decides with the exact filter.
     async fn candidates(&self, collection_id: i64, c: &Candidates) -> Result<Vec<StoredObject>>;
+    /// Like `candidates`, but only objects whose stored occurrences cannot answer a window
+    /// ending at `c.to` (not VEVENTs, too many occurrences, or `to` past their horizon).
+    async fn unindexed_candidates(
+        &self,
+        collection_id: i64,
+        c: &Candidates,
+    ) -> Result<Vec<StoredObject>>;
+    /// Stored occurrences that may overlap `[from, to)` widened by `slack` on both sides (for
+    /// floating times read in another zone); the caller applies the exact test.
+    async fn occurrences(
+        &self,
+        collection_id: i64,
+        from: i64,
+        to: i64,
+        slack: i64,
+    ) -> Result<Vec<OccurrenceRow>>;
+    /// The objects with these ids (those that still exist), with or without their bodies.
+    async fn objects_by_ids(
+        &self,
+        collection_id: i64,
+        ids: &[i64],
+        with_body: bool,
+    ) -> Result<Vec<StoredObject>>;
     /// Objects whose time index was computed by an older server: (collection, name, text).
     async fn stale_objects(&self, limit: i64) -> Result<Vec<(i64, String, String)>>;
     /// Stores a recomputed time index (`None`: the object no longer parses; index it as a

@@ -8,7 +8,9 @@
 //! database write lock). Everything else is the same SQL text.
 
 use super::*;
-use crate::ical::{TimeIndex, INDEX_VERSION};
+use crate::ical::freebusy::FbType;
+use crate::ical::index::{span_level, span_limit, SPAN_LEVELS};
+use crate::ical::{Occurrence, TimeIndex, INDEX_VERSION};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -181,14 +183,15 @@ fn in_list(first: usize, n: usize) -> String {
 
 /// Create-or-replace of one object row; created_at stays what it was.
 const OBJECT_UPSERT: &str = "INSERT INTO objects (collection_id, name, uid, etag, ics, size, component, created_at, modified_at, \
-                     index_version, first_start, last_end, recurring, floating, all_day, transp, status, class) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+                     index_version, first_start, last_end, recurring, floating, all_day, transp, status, class, occ_until) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
                      ON CONFLICT (collection_id, name) DO UPDATE SET uid = excluded.uid, etag = excluded.etag, \
                      ics = excluded.ics, size = excluded.size, component = excluded.component, \
                      modified_at = excluded.modified_at, index_version = excluded.index_version, \
                      first_start = excluded.first_start, last_end = excluded.last_end, recurring = excluded.recurring, \
                      floating = excluded.floating, all_day = excluded.all_day, transp = excluded.transp, \
-                     status = excluded.status, class = excluded.class";
+                     status = excluded.status, class = excluded.class, occ_until = excluded.occ_until \
+                     RETURNING id";
 
 /// Binds one object row in the column order of `OBJECT_UPSERT` and of import's multi-row insert
 /// (`$8` is used twice there, for created_at and modified_at).
@@ -212,8 +215,51 @@ macro_rules! bind_object_row {
             .bind(&ti.transp)
             .bind(&ti.status)
             .bind(&ti.class)
+            .bind(occ_until(ti))
     }};
 }
+
+/// `objects.occ_until` of an index: 0 when its occurrences are not stored.
+fn occ_until(ti: &TimeIndex) -> i64 {
+    ti.occurrences.as_ref().map_or(0, |o| o.until)
+}
+
+fn busy_code(b: Option<FbType>) -> i64 {
+    match b {
+        None => 0,
+        Some(FbType::Busy) => 1,
+        Some(FbType::BusyTentative) => 2,
+        Some(FbType::BusyUnavailable) => 3,
+    }
+}
+
+fn busy_of_code(c: i64) -> Option<FbType> {
+    match c {
+        1 => Some(FbType::Busy),
+        2 => Some(FbType::BusyTentative),
+        3 => Some(FbType::BusyUnavailable),
+        _ => None,
+    }
+}
+
+/// One index range per span level (see `ical::index::span_level`): `$1` the collection, `$2`
+/// the window's end, `$3 + l` the earliest start an occurrence of level `l` can have and still
+/// reach the window.
+static OCCURRENCES_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    (0..SPAN_LEVELS)
+        .map(|l| {
+            format!(
+                "SELECT object_id, start_at, end_at, busy, floating, occ_until FROM occurrences \
+                 WHERE collection_id = $1 AND span_level = {l} AND start_at >= ${} AND start_at < $2",
+                l + 3
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+});
+
+/// Occurrence rows per multi-row INSERT (8 parameters each).
+const OCCURRENCE_ROWS: usize = 200;
 
 macro_rules! impl_store {
     ($store:ident, $db:ty, $for_update:literal) => {
@@ -438,6 +484,45 @@ macro_rules! impl_store {
                 Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
                 None => None,
             })
+        }
+
+        /// Replaces the stored occurrences of one object with those of its new index.
+        async fn write_occurrences(tx: &mut Tx, collection_id: i64, object_id: i64, ti: Option<&TimeIndex>) -> Result<()> {
+            sqlx::query("DELETE FROM occurrences WHERE object_id = $1")
+                .bind(object_id)
+                .execute(&mut **tx)
+                .await?;
+            let Some(occ) = ti.and_then(|t| t.occurrences.as_ref()) else { return Ok(()) };
+            let floating = ti.is_some_and(|t| t.floating) as i64;
+            for chunk in occ.rows.chunks(OCCURRENCE_ROWS) {
+                let mut sql = String::from(
+                    "INSERT INTO occurrences (object_id, collection_id, span_level, start_at, end_at, busy, floating, occ_until) VALUES ",
+                );
+                for i in 0..chunk.len() {
+                    let b = i * 8;
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8
+                    ));
+                }
+                let mut q = sqlx::query(&sql);
+                for o in chunk {
+                    q = q
+                        .bind(object_id)
+                        .bind(collection_id)
+                        .bind(span_level(o.end - o.start))
+                        .bind(o.start)
+                        .bind(o.end)
+                        .bind(busy_code(o.busy))
+                        .bind(floating)
+                        .bind(occ.until);
+                }
+                q.execute(&mut **tx).await?;
+            }
+            Ok(())
         }
 
         async fn uid_holder(tx: &mut Tx, collection_id: i64, uid: &str, except: &[&str]) -> Result<Option<String>> {
@@ -789,6 +874,70 @@ macro_rules! impl_store {
                 Ok(rows.iter().map(object_row).collect::<std::result::Result<_, _>>()?)
             }
 
+            async fn unindexed_candidates(&self, collection_id: i64, c: &Candidates) -> Result<Vec<StoredObject>> {
+                // occ_until < to: one range of objects_unindexed; the rest only narrows further.
+                let rows = sqlx::query(&format!(
+                    "SELECT {OBJECT_META_COLS}, ics FROM objects WHERE collection_id = $1 AND occ_until < $2 \
+                     AND ($3 IS NULL OR component = $3) \
+                     AND ($4 IS NULL OR last_end IS NULL OR last_end >= $4) \
+                     AND (first_start IS NULL OR first_start <= $2) ORDER BY name"
+                ))
+                .bind(collection_id)
+                .bind(c.to.unwrap_or(i64::MAX))
+                .bind(c.component.map(ComponentKind::as_str))
+                .bind(c.from)
+                .fetch_all(self.read_pool())
+                .await?;
+                Ok(rows.iter().map(object_row).collect::<std::result::Result<_, _>>()?)
+            }
+
+            async fn occurrences(&self, collection_id: i64, from: i64, to: i64, slack: i64) -> Result<Vec<OccurrenceRow>> {
+                let mut q = sqlx::query(OCCURRENCES_SQL.as_str())
+                    .bind(collection_id)
+                    .bind(to.saturating_add(slack));
+                for l in 0..SPAN_LEVELS {
+                    q = q.bind(from.saturating_sub(slack).saturating_sub(span_limit(l)));
+                }
+                let rows = q.fetch_all(self.read_pool()).await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(OccurrenceRow {
+                            object_id: r.try_get(0)?,
+                            occ: Occurrence {
+                                start: r.try_get(1)?,
+                                end: r.try_get(2)?,
+                                busy: busy_of_code(r.try_get(3)?),
+                            },
+                            floating: r.try_get::<i64, _>(4)? != 0,
+                            until: r.try_get(5)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn objects_by_ids(&self, collection_id: i64, ids: &[i64], with_body: bool) -> Result<Vec<StoredObject>> {
+                let body = if with_body { ", ics" } else { "" };
+                let mut out = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(IN_CHUNK) {
+                    let sql = format!(
+                        "SELECT {OBJECT_META_COLS}{body} FROM objects WHERE collection_id = $1 AND id IN ({}) ORDER BY name",
+                        in_list(2, chunk.len())
+                    );
+                    let mut q = sqlx::query(&sql).bind(collection_id);
+                    for id in chunk {
+                        q = q.bind(*id);
+                    }
+                    for r in q.fetch_all(self.read_pool()).await? {
+                        out.push(if with_body {
+                            object_row(&r)?
+                        } else {
+                            StoredObject { meta: meta_row(&r)?, ics: String::new() }
+                        });
+                    }
+                }
+                Ok(out)
+            }
+
             async fn stale_objects(&self, limit: i64) -> Result<Vec<(i64, String, String)>> {
                 let rows = sqlx::query(
                     "SELECT collection_id, name, ics FROM objects WHERE index_version < $1 ORDER BY id LIMIT $2",
@@ -804,10 +953,10 @@ macro_rules! impl_store {
                 let mut tx = self.begin_write().await?;
                 let default = TimeIndex::default();
                 let t = ti.unwrap_or(&default);
-                sqlx::query(
+                let id: Option<i64> = sqlx::query_scalar(
                     "UPDATE objects SET index_version = $3, first_start = $4, last_end = $5, recurring = $6, \
-                     floating = $7, all_day = $8, transp = $9, status = $10, class = $11 \
-                     WHERE collection_id = $1 AND name = $2",
+                     floating = $7, all_day = $8, transp = $9, status = $10, class = $11, occ_until = $12 \
+                     WHERE collection_id = $1 AND name = $2 RETURNING id",
                 )
                 .bind(collection_id)
                 .bind(name)
@@ -821,8 +970,12 @@ macro_rules! impl_store {
                 .bind(&t.transp)
                 .bind(&t.status)
                 .bind(&t.class)
-                .execute(&mut *tx)
+                .bind(occ_until(t))
+                .fetch_optional(&mut *tx)
                 .await?;
+                if let Some(id) = id {
+                    write_occurrences(&mut tx, collection_id, id, ti).await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }
@@ -893,9 +1046,10 @@ macro_rules! impl_store {
                 }
                 let t = now();
                 // One statement for create and replace; created_at stays what it was.
-                bind_object_row!(sqlx::query(OBJECT_UPSERT), collection_id, name, obj, &etag, t)
-                .execute(&mut *tx)
-                .await?;
+                let id: i64 = bind_object_row!(sqlx::query_scalar(OBJECT_UPSERT), collection_id, name, obj, &etag, t)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                write_occurrences(&mut tx, collection_id, id, Some(&obj.index.time)).await?;
                 change(&mut tx, home_id, collection_id, Some(name), false, delta).await?;
                 tx.commit().await?;
                 Ok(PutOutcome { created: existing.is_none() })
@@ -936,35 +1090,45 @@ macro_rules! impl_store {
                 for (chunk_no, chunk) in objs.chunks(ROWS).enumerate() {
                     let mut sql = String::from(
                         "INSERT INTO objects (collection_id, name, uid, etag, ics, size, component, created_at, modified_at, \
-                         index_version, first_start, last_end, recurring, floating, all_day, transp, status, class) VALUES ",
+                         index_version, first_start, last_end, recurring, floating, all_day, transp, status, class, occ_until) VALUES ",
                     );
                     let mut changes = String::from("INSERT INTO changes (collection_id, name, revision, deleted) VALUES ");
                     for i in 0..chunk.len() {
-                        let b = i * 17;
+                        let b = i * 18;
                         if i > 0 {
                             sql.push(',');
                             changes.push(',');
                         }
                         sql.push_str(&format!(
-                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
                             b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 8, b + 9, b + 10, b + 11, b + 12, b + 13,
-                            b + 14, b + 15, b + 16, b + 17
+                            b + 14, b + 15, b + 16, b + 17, b + 18
                         ));
                         changes.push_str(&format!("(${}, ${}, ${}, 0)", i * 3 + 1, i * 3 + 2, i * 3 + 3));
                     }
                     changes.push_str(
                         " ON CONFLICT (collection_id, name) DO UPDATE SET revision = excluded.revision, deleted = excluded.deleted",
                     );
+                    sql.push_str(" RETURNING id, name");
                     let mut q = sqlx::query(&sql);
                     let mut cq = sqlx::query(&changes);
                     for (i, (name, obj)) in chunk.iter().enumerate() {
                         q = bind_object_row!(q, collection_id, name, obj, etag_of(obj.raw.as_bytes()), t);
                         cq = cq.bind(collection_id).bind(name).bind(first + (chunk_no * ROWS + i) as i64);
                     }
-                    q.execute(&mut *tx)
+                    let ids = q
+                        .fetch_all(&mut *tx)
                         .await
-                        .map_err(|e| if is_unique_violation(&e) { StoreError::AlreadyExists } else { e.into() })?;
+                        .map_err(|e| if is_unique_violation(&e) { StoreError::AlreadyExists } else { StoreError::from(e) })?;
                     cq.execute(&mut *tx).await?;
+                    let by_name: std::collections::HashMap<&str, &CalendarObject> =
+                        chunk.iter().map(|(n, o)| (n.as_str(), o)).collect();
+                    for r in &ids {
+                        let name: String = r.try_get(1)?;
+                        if let Some(obj) = by_name.get(name.as_str()) {
+                            write_occurrences(&mut tx, collection_id, r.try_get(0)?, Some(&obj.index.time)).await?;
+                        }
+                    }
                 }
                 tx.commit().await?;
                 Ok(())
@@ -1060,18 +1224,38 @@ macro_rules! impl_store {
                     .bind(src_name)
                     .execute(&mut *tx)
                     .await?;
+                    sqlx::query(
+                        "UPDATE occurrences SET collection_id = $1 \
+                         WHERE object_id = (SELECT id FROM objects WHERE collection_id = $1 AND name = $2)",
+                    )
+                    .bind(dst_collection)
+                    .bind(dst_name)
+                    .execute(&mut *tx)
+                    .await?;
                     change(&mut tx, home_id, src_collection, Some(src_name), true, 0).await?;
                 } else {
                     sqlx::query(
                         "INSERT INTO objects (collection_id, name, uid, etag, ics, size, component, index_version, first_start, last_end, \
-                         recurring, floating, all_day, transp, status, class, created_at, modified_at) \
+                         recurring, floating, all_day, transp, status, class, occ_until, created_at, modified_at) \
                          SELECT $1, $2, uid, etag, ics, size, component, index_version, first_start, last_end, \
-                         recurring, floating, all_day, transp, status, class, $3, $3 \
+                         recurring, floating, all_day, transp, status, class, occ_until, $3, $3 \
                          FROM objects WHERE collection_id = $4 AND name = $5",
                     )
                     .bind(dst_collection)
                     .bind(dst_name)
                     .bind(t)
+                    .bind(src_collection)
+                    .bind(src_name)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO occurrences (object_id, collection_id, span_level, start_at, end_at, busy, floating, occ_until) \
+                         SELECT (SELECT id FROM objects WHERE collection_id = $1 AND name = $2), $1, \
+                                span_level, start_at, end_at, busy, floating, occ_until \
+                         FROM occurrences WHERE object_id = (SELECT id FROM objects WHERE collection_id = $3 AND name = $4)",
+                    )
+                    .bind(dst_collection)
+                    .bind(dst_name)
                     .bind(src_collection)
                     .bind(src_name)
                     .execute(&mut *tx)
@@ -1127,9 +1311,10 @@ macro_rules! impl_store {
                     if let Some(holder) = uid_holder(&mut tx, collection_id, &obj.index.uid, &[name]).await? {
                         return Err(StoreError::UidConflict(holder));
                     }
-                    bind_object_row!(sqlx::query(OBJECT_UPSERT), collection_id, name, obj, &etag, t)
-                        .execute(&mut *tx)
+                    let id: i64 = bind_object_row!(sqlx::query_scalar(OBJECT_UPSERT), collection_id, name, obj, &etag, t)
+                        .fetch_one(&mut *tx)
                         .await?;
+                    write_occurrences(&mut tx, collection_id, id, Some(&obj.index.time)).await?;
                     change(&mut tx, home_id, collection_id, Some(name), false, d).await?;
                     delta += d;
                     if old.is_some() {

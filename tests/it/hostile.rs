@@ -1574,8 +1574,10 @@ pub async fn argon2_concurrency_is_bounded(db: &TestDb) {
 }
 
 /// `max_instances_per_request` and `max_sync_results` take the configured values: a small
-/// expansion budget turns a month of a daily series into 507, a week still answers; a small
-/// result limit truncates sync-collection with 507 and a continuation token.
+/// expansion budget turns a month of a daily series into 507 when the filter needs parsing
+/// (a prop-filter), a week still answers, and a plain time-range, answered from the stored
+/// occurrences, expands nothing at query time; a small result limit truncates sync-collection
+/// with 507 and a continuation token.
 pub async fn work_limits_are_configurable(db: &TestDb) {
     let s = server_with(db, |c| {
         c.limits.max_instances_per_request = 20;
@@ -1591,7 +1593,7 @@ pub async fn work_limits_are_configurable(db: &TestDb) {
         .status(201);
     let q = |end: &str| {
         format!(
-            r#"<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/></D:prop><C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"><C:time-range start="20240301T000000Z" end="{end}"/></C:comp-filter></C:comp-filter></C:filter></C:calendar-query>"#
+            r#"<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/></D:prop><C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"><C:time-range start="20240301T000000Z" end="{end}"/><C:prop-filter name="DTSTART"/></C:comp-filter></C:comp-filter></C:filter></C:calendar-query>"#
         )
     };
     s.req("REPORT", CAL)
@@ -1601,6 +1603,12 @@ pub async fn work_limits_are_configurable(db: &TestDb) {
         .await
         .status(507)
         .precondition(NS_DAV, "number-of-matches-within-limits");
+    let plain = q("20240401T000000Z").replace(r#"<C:prop-filter name="DTSTART"/>"#, "");
+    let r = s.req("REPORT", CAL).depth("1").xml(&plain).send().await;
+    assert_eq!(
+        r.status(207).hrefs(),
+        vec!["/calendars/alice/default/daily.ics"]
+    );
     let r = s
         .req("REPORT", CAL)
         .depth("1")
