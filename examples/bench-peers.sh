@@ -14,8 +14,13 @@
 #   BENCH_PRELOAD_ABOVE sizes above this (default 2000) time PUT on the last BENCH_PUT_SAMPLE
 #   BENCH_PUT_SAMPLE    events only (default 250), on every server; the events before go in
 #                       untimed: by PUT on Almanac, at file level on the peers (below)
-#   BENCH_POSTGRES      server to create the throw-away database on
-#                       (default postgres://postgres@127.0.0.1:5432/test; it is dropped afterwards)
+#   BENCH_POSTGRES      unset (default): almanac-postgres runs on a private, throw-away PostgreSQL
+#                       cluster with default settings (autovacuum on, as in production), made here
+#                       by initdb (pg_config --bindir, else the newest /usr/lib/postgresql/*/bin),
+#                       as the postgres OS user when run as root, trust auth, on 127.0.0.1 and a
+#                       free port, its socket in its data directory; stopped and deleted on exit.
+#                       postgres://USER@HOST:PORT/DB: the server to create the throw-away database
+#                       on instead (dropped afterwards); warns when its autovacuum is off
 #   BENCH_NGINX         auto (default): nginx serves the GET event as a static file when installed;
 #                       1: apt-get install nginx when missing; 0: no nginx
 #   BENCH_OUT           where the JSON, logs and the table go
@@ -37,7 +42,8 @@
 # checked against the same expectation as on Almanac.
 # Each server gets a fresh storage per size; its PID goes to the tool for the peak RSS (for
 # almanac-postgres that is Almanac alone, not the PostgreSQL server). Everything started here is
-# stopped by PID on exit.
+# stopped by PID on exit; the private PostgreSQL cluster by pg_ctl stop -m fast on its data
+# directory, which is then deleted (its server log is kept as postgres.log in BENCH_OUT).
 #
 # Exit status: 1 when an Almanac run failed or one of its answers did not match the tool's
 # expectation; a peer's mismatches are shown in the table (marked !) but do not fail the script.
@@ -54,7 +60,7 @@ SEED="${BENCH_SEED:-1}"
 GET_REQUESTS="${BENCH_GET_REQUESTS:-2000}"
 PRELOAD_ABOVE="${BENCH_PRELOAD_ABOVE:-2000}"
 PUT_SAMPLE="${BENCH_PUT_SAMPLE:-250}"
-PG_URL="${BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}"
+PG_URL="${BENCH_POSTGRES:-}" # empty: a private cluster (start_pg_cluster) sets it
 NGINX="${BENCH_NGINX:-auto}"
 OUT="${BENCH_OUT:-$REPO/conformance/.work/bench/$(date -u +%Y%m%d-%H%M%S)}"
 USER_NAME=alice
@@ -67,6 +73,9 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 
 SERVER_PID=""
 PG_DB=""
+PG_BIN=""  # the private cluster's binaries, its directory (data, log) and data directory
+PG_DIR=""
+PG_DATA=""
 NGINX_PID=""
 failed=0
 
@@ -94,6 +103,85 @@ drop_pg() {
     fi
 }
 
+# Runs "$@" in $PG_DIR as the owner of the private cluster: the postgres OS user when run as
+# root (initdb refuses root), else the caller.
+as_pg_owner() {
+    if [[ "$(id -u)" == 0 ]]; then
+        (cd "$PG_DIR" && runuser -u postgres -- "$@")
+    else
+        (cd "$PG_DIR" && "$@")
+    fi
+}
+
+# Prints the directory of the PostgreSQL server binaries (initdb, pg_ctl, postgres).
+pg_bindir() {
+    local d=""
+    if command -v pg_config >/dev/null; then
+        d="$(pg_config --bindir 2>/dev/null || true)"
+    fi
+    if [[ ! -x "$d/initdb" ]]; then
+        d="$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+    fi
+    [[ -x "$d/initdb" && -x "$d/pg_ctl" ]] || return 1
+    echo "$d"
+}
+
+# Creates and starts the private cluster in $TMP/postgres with default settings but for where it
+# listens; sets PG_URL to its postgres database.
+start_pg_cluster() {
+    local port
+    PG_BIN="$(pg_bindir)" || {
+        log "no PostgreSQL server binaries (initdb, pg_ctl): install postgresql, or set BENCH_POSTGRES"
+        return 1
+    }
+    PG_DIR="$TMP/postgres"
+    PG_DATA="$PG_DIR/data"
+    mkdir -p "$PG_DIR"
+    if [[ "$(id -u)" == 0 ]]; then
+        chown postgres:postgres "$PG_DIR" || return 1
+    fi
+    # UTF8 and C.UTF-8 as the shared server has them, whatever the caller's locale.
+    if ! as_pg_owner "$PG_BIN/initdb" -D "$PG_DATA" --auth=trust --username=postgres \
+        --encoding=UTF8 --locale=C.UTF-8 >"$PG_DIR/initdb.log" 2>&1; then
+        log "initdb failed:"
+        tail -n 20 "$PG_DIR/initdb.log" >&2
+        return 1
+    fi
+    port="$(_conf_free_port)"
+    {
+        echo "# bench-peers.sh: only where this private cluster listens; the rest are the defaults"
+        echo "port = $port"
+        echo "listen_addresses = '127.0.0.1'"
+        echo "unix_socket_directories = '$PG_DATA'"
+    } >>"$PG_DATA/postgresql.conf"
+    if ! as_pg_owner "$PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$PG_DIR/postgres.log" -w -t 60 \
+        >>"$PG_DIR/pg_ctl.log" 2>&1; then
+        log "the private PostgreSQL cluster did not start:"
+        tail -n 20 "$PG_DIR/pg_ctl.log" "$PG_DIR/postgres.log" >&2
+        return 1
+    fi
+    PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    log "private PostgreSQL cluster: $PG_DATA, 127.0.0.1:$port, pid $(head -n 1 "$PG_DATA/postmaster.pid")"
+}
+
+# Stops the private cluster (if one was made) by its data directory and deletes it.
+# shellcheck disable=SC2317 # run by the EXIT trap
+stop_pg_cluster() {
+    local pid
+    [[ -n "$PG_DIR" ]] || return 0
+    if [[ -f "$PG_DATA/postmaster.pid" ]]; then
+        pid="$(head -n 1 "$PG_DATA/postmaster.pid")"
+        if ! as_pg_owner "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m fast -w -t 60 >>"$PG_DIR/pg_ctl.log" 2>&1; then
+            log "pg_ctl stop failed on $PG_DATA; stopping pid $pid"
+            stop_pid "$pid"
+        fi
+    fi
+    cp "$PG_DIR/postgres.log" "$OUT/postgres.log" 2>/dev/null || true
+    rm -rf "$PG_DIR"
+    PG_DIR=""
+    PG_DATA=""
+}
+
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
     local status=$?
@@ -102,6 +190,7 @@ cleanup() {
     stop_pid "$SERVER_PID"
     stop_pid "$NGINX_PID"
     drop_pg
+    stop_pg_cluster
     rm -rf "$TMP"
     exit "$status"
 }
@@ -256,11 +345,21 @@ fi
 
 # A server with autovacuum off (as test set-ups often are) never prunes the rows every write
 # updates nor gathers statistics: Almanac's PostgreSQL figures then degrade with the run's
-# length. Recorded in the header, and warned about.
+# length. Hence the private cluster with the defaults unless BENCH_POSTGRES names a server;
+# recorded in the header, and warned about.
 PG_INFO=""
 if [[ " $SERVERS " == *" almanac-postgres "* ]]; then
-    PG_INFO="$(psql "$PG_URL" -Atc "select split_part(version(), ' ', 2) || ', autovacuum ' || current_setting('autovacuum')" 2>/dev/null || true)"
-    if [[ "$PG_INFO" == *"autovacuum off"* ]]; then
+    if [[ -z "$PG_URL" ]]; then
+        start_pg_cluster || exit 1
+        pg_where="private cluster, default settings"
+    else
+        pg_where="external server BENCH_POSTGRES"
+    fi
+    pg_version="$(psql "$PG_URL" -AtXc 'SHOW server_version' 2>/dev/null || true)"
+    pg_autovacuum="$(psql "$PG_URL" -AtXc 'SHOW autovacuum' 2>/dev/null || true)"
+    PG_INFO="${pg_version:-unknown version}, autovacuum ${pg_autovacuum:-unknown} ($pg_where)"
+    log "postgresql: $PG_INFO"
+    if [[ "$pg_autovacuum" == off ]]; then
         log "WARNING: autovacuum is off on $PG_URL: PostgreSQL figures will degrade as tables bloat"
     fi
 fi
