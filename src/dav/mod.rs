@@ -83,7 +83,7 @@ impl DavError {
                 StoreError::UidConflict(_) => StatusCode::CONFLICT,
                 StoreError::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
                 StoreError::InvalidSyncToken => StatusCode::FORBIDDEN,
-                StoreError::Backend(_) | StoreError::Migrate(_) => {
+                StoreError::Backend(_) | StoreError::Sqlite(_) | StoreError::Migrate(_) => {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
             },
@@ -159,7 +159,9 @@ impl IntoResponse for DavError {
             DavError::Store(StoreError::QuotaExceeded) => {
                 xml_response(status, error_body(NS_DAV, "quota-not-exceeded", None, None))
             }
-            DavError::Store(e @ (StoreError::Backend(_) | StoreError::Migrate(_))) => {
+            DavError::Store(
+                e @ (StoreError::Backend(_) | StoreError::Sqlite(_) | StoreError::Migrate(_)),
+            ) => {
                 tracing::error!(error = %e, source = ?std::error::Error::source(e), "storage failure");
                 (status, "internal error\n").into_response()
             }

@@ -7,6 +7,7 @@
 //! Must not import axum or anything HTTP.
 
 mod sql;
+mod sqlite_read;
 
 pub use sql::{PgStore, SqliteStore};
 
@@ -226,6 +227,9 @@ pub enum StoreError {
     InvalidSyncToken,
     #[error("database error: {0}")]
     Backend(#[from] sqlx::Error),
+    /// A read on SQLite's calling-thread path (`sqlite_read`) failed.
+    #[error("database error: {0}")]
+    Sqlite(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

@@ -7,6 +7,7 @@
 //! processes may write the same collection; SQLite's immediate transaction already holds the
 //! database write lock). Everything else is the same SQL text.
 
+use super::sqlite_read::{Cols, FastReads, Param};
 use super::*;
 use crate::ical::freebusy::FbType;
 use crate::ical::index::{span_level, span_limit, SPAN_LEVELS};
@@ -23,6 +24,8 @@ use std::time::Duration;
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    /// Hot reads on the calling thread; `None` for an in-memory database.
+    fast: Option<FastReads>,
     instance: String,
 }
 
@@ -47,6 +50,7 @@ impl SqliteStore {
                     .map_err(|e| StoreError::Backend(sqlx::Error::Io(e)))?;
             }
         }
+        let file = opts.get_filename().to_path_buf();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(opts.clone())
@@ -57,9 +61,13 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         let instance = ensure_instance_id_sqlite(&writer).await?;
+        let file = file.to_path_buf();
+        let in_memory = file.as_os_str().is_empty() || file.to_string_lossy().contains(":memory:");
+        let fast = (!in_memory).then(|| FastReads::new(file));
         Ok(SqliteStore {
             reader,
             writer,
+            fast,
             instance,
         })
     }
@@ -74,6 +82,10 @@ impl SqliteStore {
 
     fn read_pool(&self) -> &SqlitePool {
         &self.reader
+    }
+
+    fn fast_reads(&self) -> Option<&FastReads> {
+        self.fast.as_ref()
     }
 }
 
@@ -103,6 +115,11 @@ impl PgStore {
 
     fn read_pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Postgres reads go over the network anyway; sqlx's pool is the right tool there.
+    fn fast_reads(&self) -> Option<&FastReads> {
+        None
     }
 }
 
@@ -261,21 +278,147 @@ static OCCURRENCES_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
 /// Occurrence rows per multi-row INSERT (8 parameters each).
 const OCCURRENCE_ROWS: usize = 200;
 
+fn principal_row(r: &dyn Cols) -> Result<Principal> {
+    Ok(Principal {
+        id: r.int("id")?,
+        name: r.text("name")?,
+        email: r.opt_text("email")?,
+        password_hash: r.text("password_hash")?,
+        credentials_version: r.int("credentials_version")?,
+        created_at: r.int("created_at")?,
+    })
+}
+
+fn collection_row(r: &dyn Cols) -> Result<Collection> {
+    Ok(Collection {
+        id: r.int("id")?,
+        owner_id: r.int("owner_id")?,
+        name: r.text("name")?,
+        kind: if r.text("kind")? == "home" {
+            CollectionKind::Home
+        } else {
+            CollectionKind::Calendar
+        },
+        displayname: r.opt_text("displayname")?,
+        description: r.opt_text("description")?,
+        timezone: r.opt_text("timezone")?,
+        components: components_from_text(&r.text("components")?),
+        revision: r.int("revision")?,
+        min_revision: r.int("min_revision")?,
+        used_bytes: r.int("used_bytes")?,
+        created_at: r.int("created_at")?,
+        updated_at: r.int("updated_at")?,
+        read_only: r.int("subscribed")? > 0,
+    })
+}
+
+fn meta_row(r: &dyn Cols) -> Result<ObjectMeta> {
+    Ok(ObjectMeta {
+        name: r.text("name")?,
+        uid: r.text("uid")?,
+        etag: r.text("etag")?,
+        size: r.int("size")?,
+        component: r.text("component")?,
+        created_at: r.int("created_at")?,
+        modified_at: r.int("modified_at")?,
+    })
+}
+
+fn object_row(r: &dyn Cols) -> Result<StoredObject> {
+    Ok(StoredObject {
+        meta: meta_row(r)?,
+        ics: r.text("ics")?,
+    })
+}
+
+/// A listing row: metadata only, the body left empty.
+fn meta_only_row(r: &dyn Cols) -> Result<StoredObject> {
+    Ok(StoredObject {
+        meta: meta_row(r)?,
+        ics: String::new(),
+    })
+}
+
+fn dead_prop_row(r: &dyn Cols) -> Result<DeadProp> {
+    Ok(DeadProp {
+        ns: r.text("ns")?,
+        local: r.text("local")?,
+        xml: r.text("xml")?,
+    })
+}
+
+fn occurrence_row(r: &dyn Cols) -> Result<OccurrenceRow> {
+    Ok(OccurrenceRow {
+        object_id: r.int("object_id")?,
+        occ: Occurrence {
+            start: r.int("start_at")?,
+            end: r.int("end_at")?,
+            busy: busy_of_code(r.int("busy")?),
+        },
+        floating: r.int("floating")? != 0,
+        until: r.int("occ_until")?,
+    })
+}
+
+/// A calendar joined with one of its objects (`o_*` columns; all NULL when it has none).
+fn calendar_object_row(
+    r: &dyn Cols,
+    with_body: bool,
+) -> Result<(Collection, Option<StoredObject>)> {
+    let c = collection_row(r)?;
+    let obj = match r.opt_text("o_name")? {
+        None => None,
+        Some(name) => Some(StoredObject {
+            meta: ObjectMeta {
+                name,
+                uid: r.text("o_uid")?,
+                etag: r.text("o_etag")?,
+                size: r.int("o_size")?,
+                component: r.text("o_component")?,
+                created_at: r.int("o_created_at")?,
+                modified_at: r.int("o_modified_at")?,
+            },
+            ics: if with_body {
+                r.text("o_ics")?
+            } else {
+                String::new()
+            },
+        }),
+    };
+    Ok((c, obj))
+}
+
 macro_rules! impl_store {
     ($store:ident, $db:ty, $for_update:literal) => {
         type Tx = Transaction<'static, $db>;
         type DbRow = <$db as sqlx::Database>::Row;
 
-        fn principal_row(r: &DbRow) -> std::result::Result<Principal, sqlx::Error> {
-            Ok(Principal {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                email: r.try_get("email")?,
-                password_hash: r.try_get("password_hash")?,
-                credentials_version: r.try_get("credentials_version")?,
-                created_at: r.try_get("created_at")?,
-            })
+        impl $store {
+            /// One read statement: on the calling thread where the store can (SQLite files,
+            /// see `sqlite_read`), else through sqlx's pool.
+            async fn read<T>(
+                &self,
+                sql: &str,
+                params: &[Param<'_>],
+                f: fn(&dyn Cols) -> Result<T>,
+            ) -> Result<Vec<T>> {
+                if let Some(fast) = self.fast_reads() {
+                    return fast.rows(sql, params, f);
+                }
+                let mut q = sqlx::query(sql);
+                for p in params {
+                    q = match *p {
+                        Param::Int(v) => q.bind(v),
+                        Param::OptInt(v) => q.bind(v),
+                        Param::Text(v) => q.bind(v),
+                        Param::OptText(v) => q.bind(v),
+                    };
+                }
+                let rows = q.fetch_all(self.read_pool()).await?;
+                rows.iter().map(|r| f(r)).collect()
+            }
         }
+
 
         fn app_password_row(r: &DbRow) -> std::result::Result<AppPassword, sqlx::Error> {
             Ok(AppPassword {
@@ -288,26 +431,6 @@ macro_rules! impl_store {
             })
         }
 
-        fn collection_row(r: &DbRow) -> std::result::Result<Collection, sqlx::Error> {
-            let kind: String = r.try_get("kind")?;
-            let components: String = r.try_get("components")?;
-            Ok(Collection {
-                id: r.try_get("id")?,
-                owner_id: r.try_get("owner_id")?,
-                name: r.try_get("name")?,
-                kind: if kind == "home" { CollectionKind::Home } else { CollectionKind::Calendar },
-                displayname: r.try_get("displayname")?,
-                description: r.try_get("description")?,
-                timezone: r.try_get("timezone")?,
-                components: components_from_text(&components),
-                revision: r.try_get("revision")?,
-                min_revision: r.try_get("min_revision")?,
-                used_bytes: r.try_get("used_bytes")?,
-                created_at: r.try_get("created_at")?,
-                updated_at: r.try_get("updated_at")?,
-                read_only: r.try_get::<i64, _>("subscribed")? > 0,
-            })
-        }
 
         fn feed_row(r: &DbRow) -> std::result::Result<Feed, sqlx::Error> {
             let mode: String = r.try_get("mode")?;
@@ -346,21 +469,7 @@ macro_rules! impl_store {
             })
         }
 
-        fn meta_row(r: &DbRow) -> std::result::Result<ObjectMeta, sqlx::Error> {
-            Ok(ObjectMeta {
-                name: r.try_get("name")?,
-                uid: r.try_get("uid")?,
-                etag: r.try_get("etag")?,
-                size: r.try_get("size")?,
-                component: r.try_get("component")?,
-                created_at: r.try_get("created_at")?,
-                modified_at: r.try_get("modified_at")?,
-            })
-        }
 
-        fn object_row(r: &DbRow) -> std::result::Result<StoredObject, sqlx::Error> {
-            Ok(StoredObject { meta: meta_row(r)?, ics: r.try_get("ics")? })
-        }
 
         /// Takes the owner's next revision (a counter on the home, which is also the home's
         /// CTag and sync token), makes it the revision of `collection_id`, and records `name`
@@ -588,18 +697,15 @@ macro_rules! impl_store {
             }
 
             async fn principal_by_name(&self, name: &str) -> Result<Option<Principal>> {
-                let row = sqlx::query(&format!("SELECT {PRINCIPAL_COLS} FROM principals WHERE name = $1"))
-                    .bind(name)
-                    .fetch_optional(self.read_pool())
-                    .await?;
-                Ok(row.as_ref().map(principal_row).transpose()?)
+                let sql = format!("SELECT {PRINCIPAL_COLS} FROM principals WHERE name = $1");
+                Ok(self.read(&sql, &[Param::Text(name)], principal_row).await?.pop())
             }
 
             async fn principals(&self) -> Result<Vec<Principal>> {
                 let rows = sqlx::query(&format!("SELECT {PRINCIPAL_COLS} FROM principals ORDER BY name"))
                     .fetch_all(self.read_pool())
                     .await?;
-                Ok(rows.iter().map(principal_row).collect::<std::result::Result<_, _>>()?)
+                Ok(rows.iter().map(|r| principal_row(r)).collect::<std::result::Result<_, _>>()?)
             }
 
             async fn principal_count(&self) -> Result<i64> {
@@ -711,35 +817,22 @@ macro_rules! impl_store {
             }
 
             async fn home(&self, owner_id: i64) -> Result<Collection> {
-                let row = sqlx::query(&format!(
-                    "SELECT {COLLECTION_COLS} FROM collections WHERE owner_id = $1 AND kind = 'home'"
-                ))
-                .bind(owner_id)
-                .fetch_optional(self.read_pool())
-                .await?
-                .ok_or(StoreError::NotFound)?;
-                Ok(collection_row(&row)?)
+                let sql = format!("SELECT {COLLECTION_COLS} FROM collections WHERE owner_id = $1 AND kind = 'home'");
+                self.read(&sql, &[Param::Int(owner_id)], collection_row).await?.pop().ok_or(StoreError::NotFound)
             }
 
             async fn calendar(&self, owner_id: i64, name: &str) -> Result<Option<Collection>> {
-                let row = sqlx::query(&format!(
+                let sql = format!(
                     "SELECT {COLLECTION_COLS} FROM collections WHERE owner_id = $1 AND name = $2 AND kind = 'calendar'"
-                ))
-                .bind(owner_id)
-                .bind(name)
-                .fetch_optional(self.read_pool())
-                .await?;
-                Ok(row.as_ref().map(collection_row).transpose()?)
+                );
+                Ok(self.read(&sql, &[Param::Int(owner_id), Param::Text(name)], collection_row).await?.pop())
             }
 
             async fn calendars(&self, owner_id: i64) -> Result<Vec<Collection>> {
-                let rows = sqlx::query(&format!(
+                let sql = format!(
                     "SELECT {COLLECTION_COLS} FROM collections WHERE owner_id = $1 AND kind = 'calendar' ORDER BY name"
-                ))
-                .bind(owner_id)
-                .fetch_all(self.read_pool())
-                .await?;
-                Ok(rows.iter().map(collection_row).collect::<std::result::Result<_, _>>()?)
+                );
+                self.read(&sql, &[Param::Int(owner_id)], collection_row).await
             }
 
             async fn create_calendar(&self, owner_id: i64, new: &NewCalendar) -> Result<Collection> {
@@ -825,115 +918,77 @@ macro_rules! impl_store {
             }
 
             async fn dead_props(&self, collection_id: i64, object_name: &str) -> Result<Vec<DeadProp>> {
-                let rows = sqlx::query(
+                self.read(
                     "SELECT ns, local, xml FROM dead_props WHERE collection_id = $1 AND object_name = $2 ORDER BY ns, local",
+                    &[Param::Int(collection_id), Param::Text(object_name)],
+                    dead_prop_row,
                 )
-                .bind(collection_id)
-                .bind(object_name)
-                .fetch_all(self.read_pool())
-                .await?;
-                rows.iter()
-                    .map(|r| Ok(DeadProp { ns: r.try_get(0)?, local: r.try_get(1)?, xml: r.try_get(2)? }))
-                    .collect()
+                .await
             }
 
             async fn object(&self, collection_id: i64, name: &str) -> Result<Option<StoredObject>> {
-                let row = sqlx::query(&format!(
-                    "SELECT {OBJECT_META_COLS}, ics FROM objects WHERE collection_id = $1 AND name = $2"
-                ))
-                .bind(collection_id)
-                .bind(name)
-                .fetch_optional(self.read_pool())
-                .await?;
-                Ok(row.as_ref().map(object_row).transpose()?)
+                let sql = format!("SELECT {OBJECT_META_COLS}, ics FROM objects WHERE collection_id = $1 AND name = $2");
+                Ok(self.read(&sql, &[Param::Int(collection_id), Param::Text(name)], object_row).await?.pop())
             }
 
             async fn object_metas(&self, collection_id: i64) -> Result<Vec<ObjectMeta>> {
-                let rows = sqlx::query(&format!(
-                    "SELECT {OBJECT_META_COLS} FROM objects WHERE collection_id = $1 ORDER BY name"
-                ))
-                .bind(collection_id)
-                .fetch_all(self.read_pool())
-                .await?;
-                Ok(rows.iter().map(meta_row).collect::<std::result::Result<_, _>>()?)
+                let sql = format!("SELECT {OBJECT_META_COLS} FROM objects WHERE collection_id = $1 ORDER BY name");
+                self.read(&sql, &[Param::Int(collection_id)], meta_row).await
             }
 
             async fn candidates(&self, collection_id: i64, c: &Candidates) -> Result<Vec<StoredObject>> {
-                let rows = sqlx::query(&format!(
+                let sql = format!(
                     "SELECT {OBJECT_META_COLS}, ics FROM objects WHERE collection_id = $1 \
                      AND ($2 IS NULL OR component = $2) \
                      AND ($3 IS NULL OR last_end IS NULL OR last_end >= $3) \
                      AND ($4 IS NULL OR first_start IS NULL OR first_start <= $4) ORDER BY name"
-                ))
-                .bind(collection_id)
-                .bind(c.component.map(ComponentKind::as_str))
-                .bind(c.from)
-                .bind(c.to)
-                .fetch_all(self.read_pool())
-                .await?;
-                Ok(rows.iter().map(object_row).collect::<std::result::Result<_, _>>()?)
+                );
+                let params = [
+                    Param::Int(collection_id),
+                    Param::OptText(c.component.map(ComponentKind::as_str)),
+                    Param::OptInt(c.from),
+                    Param::OptInt(c.to),
+                ];
+                self.read(&sql, &params, object_row).await
             }
 
             async fn unindexed_candidates(&self, collection_id: i64, c: &Candidates) -> Result<Vec<StoredObject>> {
                 // occ_until < to: one range of objects_unindexed; the rest only narrows further.
-                let rows = sqlx::query(&format!(
+                let sql = format!(
                     "SELECT {OBJECT_META_COLS}, ics FROM objects WHERE collection_id = $1 AND occ_until < $2 \
                      AND ($3 IS NULL OR component = $3) \
                      AND ($4 IS NULL OR last_end IS NULL OR last_end >= $4) \
                      AND (first_start IS NULL OR first_start <= $2) ORDER BY name"
-                ))
-                .bind(collection_id)
-                .bind(c.to.unwrap_or(i64::MAX))
-                .bind(c.component.map(ComponentKind::as_str))
-                .bind(c.from)
-                .fetch_all(self.read_pool())
-                .await?;
-                Ok(rows.iter().map(object_row).collect::<std::result::Result<_, _>>()?)
+                );
+                let params = [
+                    Param::Int(collection_id),
+                    Param::Int(c.to.unwrap_or(i64::MAX)),
+                    Param::OptText(c.component.map(ComponentKind::as_str)),
+                    Param::OptInt(c.from),
+                ];
+                self.read(&sql, &params, object_row).await
             }
 
             async fn occurrences(&self, collection_id: i64, from: i64, to: i64, slack: i64) -> Result<Vec<OccurrenceRow>> {
-                let mut q = sqlx::query(OCCURRENCES_SQL.as_str())
-                    .bind(collection_id)
-                    .bind(to.saturating_add(slack));
+                let mut params = vec![Param::Int(collection_id), Param::Int(to.saturating_add(slack))];
                 for l in 0..SPAN_LEVELS {
-                    q = q.bind(from.saturating_sub(slack).saturating_sub(span_limit(l)));
+                    params.push(Param::Int(from.saturating_sub(slack).saturating_sub(span_limit(l))));
                 }
-                let rows = q.fetch_all(self.read_pool()).await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(OccurrenceRow {
-                            object_id: r.try_get(0)?,
-                            occ: Occurrence {
-                                start: r.try_get(1)?,
-                                end: r.try_get(2)?,
-                                busy: busy_of_code(r.try_get(3)?),
-                            },
-                            floating: r.try_get::<i64, _>(4)? != 0,
-                            until: r.try_get(5)?,
-                        })
-                    })
-                    .collect()
+                self.read(OCCURRENCES_SQL.as_str(), &params, occurrence_row).await
             }
 
             async fn objects_by_ids(&self, collection_id: i64, ids: &[i64], with_body: bool) -> Result<Vec<StoredObject>> {
-                let body = if with_body { ", ics" } else { "" };
+                let (body, decode): (&str, fn(&dyn Cols) -> Result<StoredObject>) =
+                    if with_body { (", ics", object_row) } else { ("", meta_only_row) };
                 let mut out = Vec::with_capacity(ids.len());
                 for chunk in ids.chunks(IN_CHUNK) {
                     let sql = format!(
                         "SELECT {OBJECT_META_COLS}{body} FROM objects WHERE collection_id = $1 AND id IN ({}) ORDER BY name",
                         in_list(2, chunk.len())
                     );
-                    let mut q = sqlx::query(&sql).bind(collection_id);
-                    for id in chunk {
-                        q = q.bind(*id);
-                    }
-                    for r in q.fetch_all(self.read_pool()).await? {
-                        out.push(if with_body {
-                            object_row(&r)?
-                        } else {
-                            StoredObject { meta: meta_row(&r)?, ics: String::new() }
-                        });
-                    }
+                    let mut params = vec![Param::Int(collection_id)];
+                    params.extend(chunk.iter().map(|id| Param::Int(*id)));
+                    out.extend(self.read(&sql, &params, decode).await?);
                 }
                 Ok(out)
             }
@@ -987,13 +1042,9 @@ macro_rules! impl_store {
                         "SELECT {OBJECT_META_COLS}, ics FROM objects WHERE collection_id = $1 AND name IN ({})",
                         in_list(2, chunk.len())
                     );
-                    let mut q = sqlx::query(&sql).bind(collection_id);
-                    for n in chunk {
-                        q = q.bind(n);
-                    }
-                    for r in q.fetch_all(self.read_pool()).await? {
-                        out.push(object_row(&r)?);
-                    }
+                    let mut params = vec![Param::Int(collection_id)];
+                    params.extend(chunk.iter().map(|n| Param::Text(n)));
+                    out.extend(self.read(&sql, &params, object_row).await?);
                 }
                 Ok(out)
             }
@@ -1005,13 +1056,9 @@ macro_rules! impl_store {
                         "SELECT {OBJECT_META_COLS} FROM objects WHERE collection_id = $1 AND name IN ({})",
                         in_list(2, chunk.len())
                     );
-                    let mut q = sqlx::query(&sql).bind(collection_id);
-                    for n in chunk {
-                        q = q.bind(n);
-                    }
-                    for r in q.fetch_all(self.read_pool()).await? {
-                        out.push(meta_row(&r)?);
-                    }
+                    let mut params = vec![Param::Int(collection_id)];
+                    params.extend(chunk.iter().map(|n| Param::Text(n)));
+                    out.extend(self.read(&sql, &params, meta_row).await?);
                 }
                 Ok(out)
             }
@@ -1339,47 +1386,27 @@ macro_rules! impl_store {
                 .bind(limit)
                 .fetch_all(self.read_pool())
                 .await?;
-                Ok(rows.iter().map(object_row).collect::<std::result::Result<_, _>>()?)
+                Ok(rows.iter().map(|r| object_row(r)).collect::<std::result::Result<_, _>>()?)
             }
 
             async fn collection_by_id(&self, id: i64) -> Result<Option<Collection>> {
-                let row = sqlx::query(&format!("SELECT {COLLECTION_COLS} FROM collections WHERE id = $1"))
-                    .bind(id)
-                    .fetch_optional(self.read_pool())
-                    .await?;
-                Ok(row.as_ref().map(collection_row).transpose()?)
+                let sql = format!("SELECT {COLLECTION_COLS} FROM collections WHERE id = $1");
+                Ok(self.read(&sql, &[Param::Int(id)], collection_row).await?.pop())
             }
 
             async fn calendar_object(&self, owner_id: i64, cal: &str, name: &str, with_body: bool) -> Result<Option<(Collection, Option<StoredObject>)>> {
-                let body = if with_body { ", o.ics AS o_ics" } else { "" };
-                let row = sqlx::query(&format!(
+                let (body, decode): (&str, fn(&dyn Cols) -> Result<(Collection, Option<StoredObject>)>) = if with_body {
+                    (", o.ics AS o_ics", |r| calendar_object_row(r, true))
+                } else {
+                    ("", |r| calendar_object_row(r, false))
+                };
+                let sql = format!(
                     "SELECT {COLLECTION_JOIN_COLS}{body} FROM collections \
                      LEFT JOIN objects o ON o.collection_id = collections.id AND o.name = $3 \
                      WHERE collections.owner_id = $1 AND collections.name = $2 AND collections.kind = 'calendar'"
-                ))
-                .bind(owner_id)
-                .bind(cal)
-                .bind(name)
-                .fetch_optional(self.read_pool())
-                .await?;
-                let Some(r) = row else { return Ok(None) };
-                let c = collection_row(&r)?;
-                let obj = match r.try_get::<Option<String>, _>("o_name")? {
-                    None => None,
-                    Some(name) => Some(StoredObject {
-                        meta: ObjectMeta {
-                            name,
-                            uid: r.try_get("o_uid")?,
-                            etag: r.try_get("o_etag")?,
-                            size: r.try_get("o_size")?,
-                            component: r.try_get("o_component")?,
-                            created_at: r.try_get("o_created_at")?,
-                            modified_at: r.try_get("o_modified_at")?,
-                        },
-                        ics: if with_body { r.try_get("o_ics")? } else { String::new() },
-                    }),
-                };
-                Ok(Some((c, obj)))
+                );
+                let params = [Param::Int(owner_id), Param::Text(cal), Param::Text(name)];
+                Ok(self.read(&sql, &params, decode).await?.pop())
             }
 
             async fn create_feed(&self, collection_id: i64, token_hash: &str, token_hint: &str, settings: &FeedSettings) -> Result<Feed> {

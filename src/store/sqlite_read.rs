@@ -1,0 +1,147 @@
+//! Reads on SQLite without a thread hop per row.
+//!
+//! sqlx runs each SQLite connection on a worker thread of its own and hands every command and
+//! every result row across a channel. For the point reads that every request makes (the
+//! principal, the calendar, the object) and for listings of thousands of rows, those handoffs,
+//! not SQLite, were most of the time: a profile of GET at 10,000 events showed about half the
+//! CPU in futex wake-ups and context switches between the worker and the runtime threads.
+//!
+//! Here a read runs on the calling thread, on a read-only connection taken from a small idle
+//! list. A read of the embedded database is CPU work of microseconds to milliseconds (WAL
+//! readers never wait for the writer), like parsing a request body, so it is done in place
+//! rather than shipped to another thread. Writes stay on sqlx's single writer connection.
+//! The SQL text is the same as the Postgres path's (`$n` parameters bound by name).
+
+use super::{Result, StoreError};
+use rusqlite::{Connection, OpenFlags};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Idle connections kept; more are opened under load and closed when returned.
+const MAX_IDLE: usize = 8;
+
+/// A bind parameter of a read query, for either way of running it.
+#[derive(Debug, Clone, Copy)]
+pub enum Param<'a> {
+    Int(i64),
+    OptInt(Option<i64>),
+    Text(&'a str),
+    OptText(Option<&'a str>),
+}
+
+/// Column access shared by sqlx's rows (both backends) and rusqlite's, so each row type is
+/// decoded by one function whichever way the query ran.
+pub trait Cols {
+    fn int(&self, col: &str) -> Result<i64>;
+    fn text(&self, col: &str) -> Result<String>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>>;
+}
+
+impl Cols for rusqlite::Row<'_> {
+    fn int(&self, col: &str) -> Result<i64> {
+        Ok(self.get(col)?)
+    }
+    fn text(&self, col: &str) -> Result<String> {
+        Ok(self.get(col)?)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>> {
+        Ok(self.get(col)?)
+    }
+}
+
+macro_rules! sqlx_cols {
+    ($row:ty) => {
+        impl Cols for $row {
+            fn int(&self, col: &str) -> Result<i64> {
+                Ok(sqlx::Row::try_get(self, col)?)
+            }
+            fn text(&self, col: &str) -> Result<String> {
+                Ok(sqlx::Row::try_get(self, col)?)
+            }
+            fn opt_text(&self, col: &str) -> Result<Option<String>> {
+                Ok(sqlx::Row::try_get(self, col)?)
+            }
+        }
+    };
+}
+sqlx_cols!(sqlx::sqlite::SqliteRow);
+sqlx_cols!(sqlx::postgres::PgRow);
+
+/// Read-only connections to one SQLite file, used on the calling thread.
+pub struct FastReads {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl FastReads {
+    /// For a database file (not an in-memory database, which other connections cannot see).
+    pub fn new(path: PathBuf) -> Self {
+        FastReads {
+            path,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn connect(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(conn)
+    }
+
+    /// Runs `sql` with `params` (bound by their `$n` names) and decodes every row with `f`.
+    pub fn rows<T>(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+        f: impl Fn(&dyn Cols) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => self.connect()?,
+        };
+        let out = run(&conn, sql, params, f);
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+        out
+    }
+}
+
+fn run<T>(
+    conn: &Connection,
+    sql: &str,
+    params: &[Param<'_>],
+    f: impl Fn(&dyn Cols) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    for (i, p) in params.iter().enumerate() {
+        let Some(at) = stmt.parameter_index(&format!("${}", i + 1))? else {
+            continue;
+        };
+        match *p {
+            Param::Int(v) => stmt.raw_bind_parameter(at, v)?,
+            Param::OptInt(v) => stmt.raw_bind_parameter(at, v)?,
+            Param::Text(v) => stmt.raw_bind_parameter(at, v)?,
+            Param::OptText(v) => stmt.raw_bind_parameter(at, v)?,
+        }
+    }
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(f(r)?);
+    }
+    Ok(out)
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e.to_string())
+    }
+}
