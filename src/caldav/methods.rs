@@ -141,12 +141,15 @@ async fn children(ctx: &Ctx<'_>, r: &Res) -> DavResult<Vec<Res>> {
             .into_iter()
             .map(Res::Calendar)
             .collect(),
-        Res::Calendar(c) => store
-            .object_metas(c.id)
-            .await?
-            .into_iter()
-            .map(|m| Res::Object(c.clone(), m))
-            .collect(),
+        Res::Calendar(c) => {
+            let c = std::sync::Arc::new(c.clone());
+            store
+                .object_metas(c.id)
+                .await?
+                .into_iter()
+                .map(|m| Res::Object(c.clone(), m))
+                .collect()
+        }
         _ => Vec::new(),
     })
 }

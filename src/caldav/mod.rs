@@ -60,7 +60,8 @@ pub async fn handle(st: &AppState, me: &Principal, req: Request<'_>) -> DavResul
             let body = ctx.prefetched.take();
             methods::get(&ctx, c, o, body, &req).await
         }
-        ("PUT", Res::Object(c, _) | Res::NewObject(c, _)) => methods::put(&ctx, c, &req).await,
+        ("PUT", Res::Object(c, _)) => methods::put(&ctx, c, &req).await,
+        ("PUT", Res::NewObject(c, _)) => methods::put(&ctx, c, &req).await,
         ("DELETE", Res::Object(c, o)) => methods::delete_object(&ctx, c, o, &req).await,
         ("DELETE", Res::Calendar(c)) => methods::delete_calendar(&ctx, c).await,
         ("COPY" | "MOVE", Res::Object(c, o)) => {

@@ -25,6 +25,7 @@ use crate::store::{Candidates, Collection, StoreError, StoredObject};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub async fn report(ctx: &mut Ctx<'_>, r: &Res, req: &Request<'_>) -> DavResult<Response> {
     let root = xml::parse(&req.body)?;
@@ -113,7 +114,7 @@ fn floating_zone(c: &Collection) -> Zone {
 async fn write_object(
     ctx: &Ctx<'_>,
     w: &mut XmlWriter,
-    c: &Collection,
+    c: &Arc<Collection>,
     obj: &StoredObject,
     wanted: &Wanted,
     floating: &Zone,
@@ -213,9 +214,12 @@ async fn sync_collection(
             }
             let floating = floating_zone(c);
             let budget = ctx.budget();
+            let shared = Arc::new(c.clone());
             for ch in &set.changes {
                 match found.get(&ch.name) {
-                    Some(o) => write_object(ctx, &mut w, c, o, &wanted, &floating, &budget).await?,
+                    Some(o) => {
+                        write_object(ctx, &mut w, &shared, o, &wanted, &floating, &budget).await?
+                    }
                     None => {
                         let href = ctx.href(&Res::NewObject(c.clone(), ch.name.clone()));
                         write_status_response(&mut w, &href, StatusCode::NOT_FOUND)
@@ -276,8 +280,8 @@ async fn multiget(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Re
             _ => None,
         })
         .collect();
-    let mut by_cal: HashMap<String, Option<Collection>> = HashMap::new();
-    by_cal.insert(c.name.clone(), Some(c.clone()));
+    let mut by_cal: HashMap<String, Option<Arc<Collection>>> = HashMap::new();
+    by_cal.insert(c.name.clone(), Some(Arc::new(c.clone())));
     let mut names_by_cal: HashMap<&str, Vec<String>> = HashMap::new();
     for (cal, name) in targets.iter().flatten() {
         names_by_cal.entry(cal).or_default().push(name.clone());
@@ -286,7 +290,7 @@ async fn multiget(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Re
     for (cal, names) in names_by_cal {
         if !by_cal.contains_key(cal) {
             let col = ctx.st.store.calendar(ctx.me.id, cal).await?;
-            by_cal.insert(cal.to_owned(), col);
+            by_cal.insert(cal.to_owned(), col.map(Arc::new));
         }
         if let Some(Some(col)) = by_cal.get(cal) {
             for o in ctx.st.store.objects_by_names(col.id, &names).await? {
@@ -399,8 +403,9 @@ async fn query(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Respo
     hits.sort_unstable_by(|a, b| a.meta.name.cmp(&b.meta.name));
     let mut w = XmlWriter::new();
     w.start(NS_DAV, "multistatus");
+    let shared = Arc::new(c.clone());
     for obj in &hits {
-        write_object(ctx, &mut w, c, obj, &wanted, &floating, &budget).await?;
+        write_object(ctx, &mut w, &shared, obj, &wanted, &floating, &budget).await?;
     }
     w.end();
     Ok(multistatus(w.finish()))

@@ -4,6 +4,7 @@
 //! Each kind of resource answers `live_prop(name) -> Option<PropValue>`; the PROPFIND
 //! algorithm itself (allprop, propname, prop, 404 propstat) is written once, in `methods.rs`.
 
+use std::sync::Arc;
 use crate::dav::multistatus::PropValue;
 use crate::dav::path::{self, DavPath};
 use crate::dav::xml::{QName, NS_CALDAV, NS_CS, NS_DAV};
@@ -23,7 +24,9 @@ pub enum Res {
     Principal,
     Home(Collection),
     Calendar(Collection),
-    Object(Collection, ObjectMeta),
+    /// The calendar is shared: a listing holds one per member, and a calendar's properties
+    /// (a calendar-timezone VTIMEZONE, say) can be kilobytes.
+    Object(Arc<Collection>, ObjectMeta),
     /// No calendar here yet; MKCALENDAR can make one.
     NewCalendar(String),
     /// No object here yet; PUT can make one.
@@ -143,7 +146,7 @@ impl<'a> Ctx<'a> {
                         if self.want_body {
                             self.prefetched = Some(obj);
                         }
-                        Res::Object(col, meta)
+                        Res::Object(Arc::new(col), meta)
                     }
                 }
             }

@@ -370,19 +370,30 @@ pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
+    escape_into(&mut out, s);
+    std::borrow::Cow::Owned(out)
+}
+
+/// [`escape`] appended to `out`, copying the runs between special characters whole.
+pub fn escape_into(out: &mut String, s: &str) {
+    let mut from = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let rep = match b {
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'&' => "&amp;",
+            b'"' => "&quot;",
             // A literal CR would be normalised away by the receiving parser (XML 1.0 §2.11);
             // iCalendar data needs its CRLFs to survive.
-            '\r' => out.push_str("&#13;"),
-            c => out.push(c),
-        }
+            b'\r' => "&#13;",
+            _ => continue,
+        };
+        // Every special character is ASCII, so `i` is a character boundary.
+        out.push_str(&s[from..i]);
+        out.push_str(rep);
+        from = i + 1;
     }
-    std::borrow::Cow::Owned(out)
+    out.push_str(&s[from..]);
 }
 
 /// Fixed prefixes for the namespaces we speak; anything else gets a local declaration.
@@ -397,7 +408,10 @@ const PREFIXES: &[(&str, &str)] = &[
 /// namespace is ever declared, so unprefixed names always mean "no namespace".
 pub struct XmlWriter {
     out: String,
-    stack: Vec<String>,
+    /// The qualified names of the open elements, back to back: no allocation per element.
+    names: String,
+    /// Where each open element's name starts in `names`.
+    stack: Vec<usize>,
     open_tag: bool,
 }
 
@@ -413,6 +427,7 @@ impl XmlWriter {
         out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
         XmlWriter {
             out,
+            names: String::new(),
             stack: Vec::new(),
             open_tag: false,
         }
@@ -425,25 +440,29 @@ impl XmlWriter {
         }
     }
 
-    fn tag(&mut self, ns: &str, local: &str) -> String {
-        if ns.is_empty() {
-            return local.to_owned();
+    /// Appends the qualified name of `{ns}local` to `names`.
+    fn push_name(&mut self, ns: &str, local: &str) {
+        let prefix = if ns.is_empty() {
+            None
+        } else if ns == NS_XML {
+            Some("xml")
+        } else {
+            Some(PREFIXES.iter().find(|(_, n)| *n == ns).map_or("x", |(p, _)| *p))
+        };
+        if let Some(p) = prefix {
+            self.names.push_str(p);
+            self.names.push(':');
         }
-        if ns == NS_XML {
-            return format!("xml:{local}");
-        }
-        match PREFIXES.iter().find(|(_, n)| *n == ns) {
-            Some((p, _)) => format!("{p}:{local}"),
-            None => format!("x:{local}"),
-        }
+        self.names.push_str(local);
     }
 
     /// Opens an element. `ns` outside the fixed set is declared on the element itself.
     pub fn start(&mut self, ns: &str, local: &str) -> &mut Self {
         self.close_open();
-        let tag = self.tag(ns, local);
+        let at = self.names.len();
+        self.push_name(ns, local);
         self.out.push('<');
-        self.out.push_str(&tag);
+        self.out.push_str(&self.names[at..]);
         if self.stack.is_empty() {
             for (p, n) in PREFIXES {
                 let _ = write!(self.out, " xmlns:{p}=\"{n}\"");
@@ -453,7 +472,7 @@ impl XmlWriter {
             let _ = write!(self.out, " xmlns:x=\"{}\"", escape(ns));
         }
         self.open_tag = true;
-        self.stack.push(tag);
+        self.stack.push(at);
         self
     }
 
@@ -464,15 +483,16 @@ impl XmlWriter {
     }
 
     pub fn end(&mut self) -> &mut Self {
-        let tag = self.stack.pop().expect("end() without start()");
+        let at = self.stack.pop().expect("end() without start()");
         if self.open_tag {
             self.out.push_str("/>");
             self.open_tag = false;
         } else {
             self.out.push_str("</");
-            self.out.push_str(&tag);
+            self.out.push_str(&self.names[at..]);
             self.out.push('>');
         }
+        self.names.truncate(at);
         self
     }
 
@@ -482,7 +502,7 @@ impl XmlWriter {
 
     pub fn text(&mut self, s: &str) -> &mut Self {
         self.close_open();
-        self.out.push_str(&escape(s));
+        escape_into(&mut self.out, s);
         self
     }
 

@@ -38,15 +38,31 @@ pub trait Cols {
     fn opt_text(&self, col: &str) -> Result<Option<String>>;
 }
 
-impl Cols for rusqlite::Row<'_> {
+/// A rusqlite row with its statement's column names, looked up in Rust: rusqlite's own
+/// lookup by name asks SQLite for every column's name on every access.
+struct Named<'a, 'r> {
+    row: &'a rusqlite::Row<'r>,
+    names: &'a [String],
+}
+
+impl Named<'_, '_> {
+    fn at(&self, col: &str) -> Result<usize> {
+        self.names
+            .iter()
+            .position(|n| n == col)
+            .ok_or_else(|| rusqlite::Error::InvalidColumnName(col.to_owned()).into())
+    }
+}
+
+impl Cols for Named<'_, '_> {
     fn int(&self, col: &str) -> Result<i64> {
-        Ok(self.get(col)?)
+        Ok(self.row.get(self.at(col)?)?)
     }
     fn text(&self, col: &str) -> Result<String> {
-        Ok(self.get(col)?)
+        Ok(self.row.get(self.at(col)?)?)
     }
     fn opt_text(&self, col: &str) -> Result<Option<String>> {
-        Ok(self.get(col)?)
+        Ok(self.row.get(self.at(col)?)?)
     }
 }
 
@@ -132,10 +148,11 @@ fn run<T>(
             Param::OptText(v) => stmt.raw_bind_parameter(at, v)?,
         }
     }
+    let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
     let mut rows = stmt.raw_query();
     let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        out.push(f(r)?);
+    while let Some(row) = rows.next()? {
+        out.push(f(&Named { row, names: &names })?);
     }
     Ok(out)
 }
