@@ -983,7 +983,9 @@ macro_rules! impl_store {
                 let mut out = Vec::with_capacity(ids.len());
                 for chunk in ids.chunks(IN_CHUNK) {
                     let sql = format!(
-                        "SELECT {OBJECT_META_COLS}{body} FROM objects WHERE collection_id = $1 AND id IN ({}) ORDER BY name",
+                        // `+collection_id` keeps SQLite (which has no statistics to go by) on the
+                        // primary key for the ids instead of scanning the collection's index.
+                        "SELECT {OBJECT_META_COLS}{body} FROM objects WHERE id IN ({}) AND +collection_id = $1 ORDER BY name",
                         in_list(2, chunk.len())
                     );
                     let mut params = vec![Param::Int(collection_id)];
