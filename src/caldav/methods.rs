@@ -7,7 +7,7 @@ use crate::dav::headers::{self, Depth};
 use crate::dav::multistatus::{PropResponse, PropValue};
 use crate::dav::path::{self, DavPath};
 use crate::dav::xml::{self, Element, QName, XmlWriter, NS_CALDAV, NS_DAV};
-use crate::dav::{xml_response, DavError, DavResult};
+use crate::dav::{DavError, DavResult};
 use crate::ical::{self, CalendarObject, ComponentKind, InvalidObject};
 use crate::store::{
     Collection, CollectionPatch, DeadProp, LiveProp, NewCalendar, ObjectMeta, StoreError,
@@ -16,8 +16,8 @@ use crate::timefmt::http_date;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-pub fn multistatus(body: String) -> Response {
-    xml_response(StatusCode::MULTI_STATUS, body)
+pub fn multistatus(w: XmlWriter) -> Response {
+    crate::dav::xml_pieces_response(StatusCode::MULTI_STATUS, w)
 }
 
 fn pre(status: StatusCode, ns: &'static str, name: &'static str) -> DavError {
@@ -77,14 +77,15 @@ pub async fn prop_response(ctx: &Ctx<'_>, r: &Res, what: &PropFind) -> DavResult
     let mut resp = PropResponse::new(ctx.href(r));
     match what {
         PropFind::Prop(names) => {
-            let need_dead = names.iter().any(|n| ctx.live_prop(r, n).is_none());
-            let dead = if need_dead {
+            // Each live value computed once; dead properties read only when one is asked for.
+            let live: Vec<Option<PropValue>> = names.iter().map(|n| ctx.live_prop(r, n)).collect();
+            let dead = if live.iter().any(Option::is_none) {
                 dead_props_of(ctx, r).await?
             } else {
                 Vec::new()
             };
-            for n in names {
-                if let Some(v) = ctx.live_prop(r, n) {
+            for (n, v) in names.iter().zip(live) {
+                if let Some(v) = v {
                     resp.found.push((n.clone(), v));
                 } else if let Some(d) = dead.iter().find(|d| d.ns == n.ns && d.local == n.local) {
                     resp.found.push((n.clone(), PropValue::Dead(d.xml.clone())));
@@ -141,15 +142,7 @@ async fn children(ctx: &Ctx<'_>, r: &Res) -> DavResult<Vec<Res>> {
             .into_iter()
             .map(Res::Calendar)
             .collect(),
-        Res::Calendar(c) => {
-            let c = std::sync::Arc::new(c.clone());
-            store
-                .object_metas(c.id)
-                .await?
-                .into_iter()
-                .map(|m| Res::Object(c.clone(), m))
-                .collect()
-        }
+        // Members of a calendar are listed page by page (see `propfind`).
         _ => Vec::new(),
     })
 }
@@ -173,8 +166,35 @@ pub async fn propfind(ctx: &mut Ctx<'_>, r: &Res, req: &Request<'_>) -> DavResul
     for t in &targets {
         prop_response(ctx, t, &what).await?.write(&mut w, minimal);
     }
+    if let (Depth::One, Res::Calendar(c)) = (depth, r) {
+        // A page of members at a time: memory stays flat however large the calendar.
+        const PAGE: usize = 1000;
+        let shared = std::sync::Arc::new(c.clone());
+        let mut after = String::new();
+        loop {
+            let page = ctx
+                .st
+                .store
+                .object_metas_after(c.id, &after, PAGE as i64)
+                .await?;
+            let full = page.len() == PAGE;
+            for m in page {
+                ctx.check_deadline()?;
+                let res = Res::Object(shared.clone(), m);
+                prop_response(ctx, &res, &what)
+                    .await?
+                    .write(&mut w, minimal);
+                if let Res::Object(_, m) = res {
+                    after = m.name;
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+    }
     w.end();
-    Ok(multistatus(w.finish()))
+    Ok(multistatus(w))
 }
 
 /// RFC 4791 §5.2.2: a calendar-timezone is an iCalendar object with exactly one VTIMEZONE.
@@ -300,7 +320,7 @@ pub async fn proppatch(
     w.start(NS_DAV, "multistatus");
     resp.write(&mut w, false);
     w.end();
-    Ok(multistatus(w.finish()))
+    Ok(multistatus(w))
 }
 
 fn parse_components(e: &Element) -> DavResult<Vec<ComponentKind>> {

@@ -262,7 +262,7 @@ async fn sync_collection(
     };
     w.text_element(NS_DAV, "sync-token", &ctx.sync_token(&next));
     w.end();
-    Ok(multistatus(w.finish()))
+    Ok(multistatus(w))
 }
 
 async fn multiget(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Response> {
@@ -314,7 +314,7 @@ async fn multiget(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Re
         }
     }
     w.end();
-    Ok(multistatus(w.finish()))
+    Ok(multistatus(w))
 }
 
 fn strip_origin(href: &str) -> &str {
@@ -343,7 +343,7 @@ async fn expand_property(ctx: &Ctx<'_>, r: &Res, root: &Element) -> DavResult<Re
     w.start(NS_DAV, "multistatus");
     resp.write(&mut w, false);
     w.end();
-    Ok(multistatus(w.finish()))
+    Ok(multistatus(w))
 }
 
 /// The zone of a query's `CALDAV:timezone` element (RFC 4791 §9.8), else the calendar's.
@@ -408,7 +408,7 @@ async fn query(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Respo
         write_object(ctx, &mut w, &shared, obj, &wanted, &floating, &budget).await?;
     }
     w.end();
-    Ok(multistatus(w.finish()))
+    Ok(multistatus(w))
 }
 
 /// What the occurrence index says about a window: objects with an occurrence in it, and

@@ -4,7 +4,6 @@
 //! Each kind of resource answers `live_prop(name) -> Option<PropValue>`; the PROPFIND
 //! algorithm itself (allprop, propname, prop, 404 propstat) is written once, in `methods.rs`.
 
-use std::sync::Arc;
 use crate::dav::multistatus::PropValue;
 use crate::dav::path::{self, DavPath};
 use crate::dav::xml::{QName, NS_CALDAV, NS_CS, NS_DAV};
@@ -13,6 +12,7 @@ use crate::ical::expand::Budget;
 use crate::state::AppState;
 use crate::store::{Collection, ObjectMeta, Principal};
 use crate::timefmt::{http_date, rfc3339};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A resolved request target.

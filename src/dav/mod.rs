@@ -113,6 +113,61 @@ fn error_body(ns: &str, name: &str, href: Option<&str>, detail: Option<&str>) ->
     w.finish()
 }
 
+/// A response body sent as the pieces it was written in, with its exact length known (so it
+/// goes out with Content-Length, not chunked).
+pub struct PiecesBody {
+    pieces: std::collections::VecDeque<bytes::Bytes>,
+    left: u64,
+}
+
+impl PiecesBody {
+    pub fn new(pieces: Vec<bytes::Bytes>) -> Self {
+        let left = pieces.iter().map(|p| p.len() as u64).sum();
+        PiecesBody {
+            pieces: pieces.into_iter().filter(|p| !p.is_empty()).collect(),
+            left,
+        }
+    }
+}
+
+impl http_body::Body for PiecesBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let next = self.pieces.pop_front();
+        if let Some(p) = &next {
+            self.left -= p.len() as u64;
+        }
+        std::task::Poll::Ready(next.map(|p| Ok(http_body::Frame::data(p))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left)
+    }
+}
+
+/// A written XML document as the response, in the pieces it was written in.
+pub fn xml_pieces_response(status: StatusCode, w: xml::XmlWriter) -> Response {
+    let mut r = (
+        status,
+        axum::body::Body::new(PiecesBody::new(w.finish_parts())),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml; charset=utf-8"),
+    );
+    r
+}
+
 pub fn xml_response(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
     r.headers_mut().insert(

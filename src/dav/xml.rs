@@ -396,6 +396,9 @@ pub fn escape_into(out: &mut String, s: &str) {
     out.push_str(&s[from..]);
 }
 
+/// Size of the pieces a large document is written in.
+const PIECE: usize = 64 * 1024;
+
 /// Fixed prefixes for the namespaces we speak; anything else gets a local declaration.
 const PREFIXES: &[(&str, &str)] = &[
     ("D", NS_DAV),
@@ -408,6 +411,9 @@ const PREFIXES: &[(&str, &str)] = &[
 /// namespace is ever declared, so unprefixed names always mean "no namespace".
 pub struct XmlWriter {
     out: String,
+    /// Completed parts of the document: a large multistatus grows in pieces of about
+    /// [`PIECE`] bytes instead of one string that doubles (and copies itself) as it grows.
+    done: Vec<bytes::Bytes>,
     /// The qualified names of the open elements, back to back: no allocation per element.
     names: String,
     /// Where each open element's name starts in `names`.
@@ -427,6 +433,7 @@ impl XmlWriter {
         out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
         XmlWriter {
             out,
+            done: Vec::new(),
             names: String::new(),
             stack: Vec::new(),
             open_tag: false,
@@ -447,7 +454,12 @@ impl XmlWriter {
         } else if ns == NS_XML {
             Some("xml")
         } else {
-            Some(PREFIXES.iter().find(|(_, n)| *n == ns).map_or("x", |(p, _)| *p))
+            Some(
+                PREFIXES
+                    .iter()
+                    .find(|(_, n)| *n == ns)
+                    .map_or("x", |(p, _)| *p),
+            )
         };
         if let Some(p) = prefix {
             self.names.push_str(p);
@@ -482,6 +494,15 @@ impl XmlWriter {
         self
     }
 
+    /// Moves the text written so far to `done` once it is a piece's worth.
+    fn maybe_cut(&mut self) {
+        if self.out.len() >= PIECE && !self.open_tag {
+            let next = String::with_capacity(PIECE + PIECE / 4);
+            self.done
+                .push(bytes::Bytes::from(std::mem::replace(&mut self.out, next)));
+        }
+    }
+
     pub fn end(&mut self) -> &mut Self {
         let at = self.stack.pop().expect("end() without start()");
         if self.open_tag {
@@ -493,6 +514,7 @@ impl XmlWriter {
             self.out.push('>');
         }
         self.names.truncate(at);
+        self.maybe_cut();
         self
     }
 
@@ -517,10 +539,22 @@ impl XmlWriter {
         self
     }
 
-    pub fn finish(mut self) -> String {
+    /// The document as one string (small documents, tests).
+    pub fn finish(self) -> String {
+        let parts = self.finish_parts();
+        let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for p in &parts {
+            s.push_str(std::str::from_utf8(p).expect("the writer writes UTF-8"));
+        }
+        s
+    }
+
+    /// The document in pieces, for a response body that is sent without joining them.
+    pub fn finish_parts(mut self) -> Vec<bytes::Bytes> {
         self.close_open();
         debug_assert!(self.stack.is_empty());
-        self.out
+        self.done.push(bytes::Bytes::from(self.out));
+        self.done
     }
 }
 

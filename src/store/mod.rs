@@ -400,6 +400,14 @@ pub trait Store: Send + Sync + 'static {
     // Objects
     async fn object(&self, collection_id: i64, name: &str) -> Result<Option<StoredObject>>;
     async fn object_metas(&self, collection_id: i64) -> Result<Vec<ObjectMeta>>;
+    /// Up to `limit` members' metadata in name order, after the name `after` (`""`: from the
+    /// first): listings of large calendars go page by page instead of all at once.
+    async fn object_metas_after(
+        &self,
+        collection_id: i64,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<ObjectMeta>>;
     /// Objects that may match a query: of one component type, and whose index bounds meet a
     /// window. Only narrows; the caller decides with the exact filter.
     async fn candidates(&self, collection_id: i64, c: &Candidates) -> Result<Vec<StoredObject>>;

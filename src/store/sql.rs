@@ -936,6 +936,13 @@ macro_rules! impl_store {
                 self.read(&sql, &[Param::Int(collection_id)], meta_row).await
             }
 
+            async fn object_metas_after(&self, collection_id: i64, after: &str, limit: i64) -> Result<Vec<ObjectMeta>> {
+                let sql = format!(
+                    "SELECT {OBJECT_META_COLS} FROM objects WHERE collection_id = $1 AND name > $2 ORDER BY name LIMIT $3"
+                );
+                self.read(&sql, &[Param::Int(collection_id), Param::Text(after), Param::Int(limit)], meta_row).await
+            }
+
             async fn candidates(&self, collection_id: i64, c: &Candidates) -> Result<Vec<StoredObject>> {
                 let sql = format!(
                     "SELECT {OBJECT_META_COLS}, ics FROM objects WHERE collection_id = $1 \

@@ -96,6 +96,7 @@ fn main() {
         objects::component_set_is_enforced,
         objects::size_limits,
         objects::copy_and_move,
+        objects::large_listing_is_complete,
         objects::multiget_and_query,
         objects::etags_are_content_hashes,
         sync::initial_and_incremental_sync,

@@ -467,3 +467,47 @@ pub async fn restart_keeps_everything(db: &TestDb) {
     assert_eq!(d.hrefs(), vec!["/calendars/alice/keep/k2.ics"]);
     s.stop().await;
 }
+
+/// PROPFIND Depth 1 on a calendar lists its members page by page on the server; across page
+/// boundaries every member appears exactly once, with its ETag.
+pub async fn large_listing_is_complete(s: &TestServer) {
+    use almanac::ical::{CalendarObject, ComponentKind};
+    let p = s.store.principal_by_name("alice").await.unwrap().unwrap();
+    let new = almanac::store::NewCalendar {
+        name: "big".into(),
+        components: vec![ComponentKind::Event],
+        ..Default::default()
+    };
+    let col = s.store.create_calendar(p.id, &new).await.unwrap();
+    let n = 2345;
+    let objs: Vec<(String, CalendarObject)> = (0..n)
+        .map(|i| {
+            let ics = format!(
+                "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Almanac tests//EN\r\nBEGIN:VEVENT\r\n\
+                 UID:u{i}\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:20240601T100000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+            );
+            (format!("e{i:05}.ics"), CalendarObject::from_ics(ics).unwrap())
+        })
+        .collect();
+    s.store
+        .import_objects(col.id, &objs, i64::MAX)
+        .await
+        .unwrap();
+    let r = s
+        .req("PROPFIND", "/calendars/alice/big/")
+        .depth("1")
+        .xml(r#"<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/></D:prop></D:propfind>"#)
+        .send()
+        .await;
+    let hrefs = r.status(207).hrefs();
+    let members: Vec<&String> = hrefs.iter().filter(|h| h.ends_with(".ics")).collect();
+    let expected: Vec<String> = (0..n)
+        .map(|i| format!("/calendars/alice/big/e{i:05}.ics"))
+        .collect();
+    assert_eq!(members.len(), n, "members listed");
+    let mut sorted: Vec<String> = members.iter().map(|h| h.to_string()).collect();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, expected);
+    assert_eq!(hrefs.len(), n + 1, "the calendar itself and its members");
+}
