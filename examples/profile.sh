@@ -57,13 +57,13 @@ case "$OP" in
         body="<C:free-busy-query $DAV><C:time-range start=\"20260301T000000Z\" end=\"20260401T000000Z\"/></C:free-busy-query>"
         ;;
     multiget)
-        hrefs="$(listing | head -n 100 | sed 's|.*|<D:href>&</D:href>|' | tr -d '\n')"
+        hrefs="$(listing | sed -n 1,100p | sed 's|.*|<D:href>&</D:href>|' | tr -d '\n')"
         body="<C:calendar-multiget $DAV><D:prop><D:getetag/><C:calendar-data/></D:prop>$hrefs</C:calendar-multiget>"
         ;;
     get)
         method=GET
         body=""
-        target="$(listing | head -n 1)"
+        target="$(listing | sed -n 1p)"
         ;;
     *)
         echo "profile: unknown operation $OP" >&2
