@@ -437,7 +437,8 @@ pub trait Store: Send + Sync + 'static {
     /// Objects whose time index was computed by an older server: (collection, name, text).
     async fn stale_objects(&self, limit: i64) -> Result<Vec<(i64, String, String)>>;
     /// Stores a recomputed time index (`None`: the object no longer parses; index it as a
-    /// candidate for every window).
+    /// candidate for every window). Only a row still behind `INDEX_VERSION` is updated: one
+    /// rewritten by a PUT since it was read for reindexing already has its new index.
     async fn set_time_index(
         &self,
         collection_id: i64,

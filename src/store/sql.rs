@@ -1020,7 +1020,7 @@ macro_rules! impl_store {
                 let id: Option<i64> = sqlx::query_scalar(
                     "UPDATE objects SET index_version = $3, first_start = $4, last_end = $5, recurring = $6, \
                      floating = $7, all_day = $8, transp = $9, status = $10, class = $11, occ_until = $12 \
-                     WHERE collection_id = $1 AND name = $2 RETURNING id",
+                     WHERE collection_id = $1 AND name = $2 AND index_version < $3 RETURNING id",
                 )
                 .bind(collection_id)
                 .bind(name)
