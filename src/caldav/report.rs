@@ -375,15 +375,13 @@ async fn query(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Respo
     // Objects the stored occurrences answer, and objects that must be parsed to decide.
     let (mut hits, to_parse) = match filter.event_window_only() {
         Some(tr) => {
-            let sel = select_by_occurrences(ctx, c, tr, &floating).await?;
+            let sel = select_by_occurrences(ctx, c, tr, &floating, &cand).await?;
             let hits = ctx
                 .st
                 .store
                 .objects_by_ids(c.id, &sel.hits, wanted.data.is_some())
                 .await?;
-            let mut to_parse = ctx.st.store.objects_by_ids(c.id, &sel.verify, true).await?;
-            to_parse.extend(ctx.st.store.unindexed_candidates(c.id, &cand).await?);
-            (hits, to_parse)
+            (hits, sel.to_parse)
         }
         None => (Vec::new(), ctx.st.store.candidates(c.id, &cand).await?),
     };
@@ -411,13 +409,13 @@ async fn query(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Respo
     Ok(multistatus(w))
 }
 
-/// What the occurrence index says about a window: objects with an occurrence in it, and
-/// objects it cannot decide (floating times, when the zone they are read in is not UTC).
-/// Objects whose occurrences are not stored up to the window's end are not in either: the
-/// caller adds them with `unindexed_candidates`.
+/// What the occurrence index says about a window: objects with an occurrence in it, and the
+/// candidates it cannot decide, with their bodies for parsing: floating times when the zone
+/// they are read in is not UTC, and objects whose occurrences are not stored up to the
+/// window's end (`unindexed_candidates` of `cand`).
 struct Selection {
     hits: Vec<i64>,
-    verify: Vec<i64>,
+    to_parse: Vec<StoredObject>,
     /// The busy time of the hits' occurrences, clipped to the window (free-busy).
     busy: Vec<freebusy::BusyPeriod>,
 }
@@ -427,6 +425,7 @@ async fn select_by_occurrences(
     c: &Collection,
     tr: TimeRange,
     floating: &Zone,
+    cand: &Candidates,
 ) -> DavResult<Selection> {
     // Occurrences of floating objects were computed with floating times read in UTC.
     let utc = matches!(floating, Zone::Utc);
@@ -455,9 +454,12 @@ async fn select_by_occurrences(
         }
     }
     // An object's rows are all floating or none are: the two sets never share an object.
+    let verify: Vec<i64> = verify.into_iter().collect();
+    let mut to_parse = ctx.st.store.objects_by_ids(c.id, &verify, true).await?;
+    to_parse.extend(ctx.st.store.unindexed_candidates(c.id, cand).await?);
     Ok(Selection {
         hits: hits.into_iter().collect(),
-        verify: verify.into_iter().collect(),
+        to_parse,
         busy,
     })
 }
@@ -477,11 +479,9 @@ async fn free_busy(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<R
         to: Some(tr.end),
     };
     // Busy time of indexed events straight from their stored occurrences; the rest parsed.
-    let sel = select_by_occurrences(ctx, c, tr, &floating).await?;
+    let sel = select_by_occurrences(ctx, c, tr, &floating, &cand).await?;
     let mut periods = sel.busy;
-    let mut to_parse = ctx.st.store.objects_by_ids(c.id, &sel.verify, true).await?;
-    to_parse.extend(ctx.st.store.unindexed_candidates(c.id, &cand).await?);
-    for obj in to_parse {
+    for obj in sel.to_parse {
         ctx.check_deadline()?;
         if !matches!(obj.meta.component.as_str(), "VEVENT" | "VFREEBUSY") {
             continue;
