@@ -6,6 +6,7 @@
 //! Postgres), generated from one macro in `sql.rs`, so their semantics cannot drift apart.
 //! Must not import axum or anything HTTP.
 
+mod pg_read;
 mod sql;
 mod sqlite_read;
 

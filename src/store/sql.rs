@@ -5,14 +5,17 @@
 //! failing to upgrade a read lock; plain `BEGIN` on Postgres), how a read transaction gets a
 //! stable snapshot, and the row-lock suffix (`FOR UPDATE` on Postgres, where several Almanac
 //! processes may write the same collection; SQLite's immediate transaction already holds the
-//! database write lock). Everything else is the same SQL text.
+//! database write lock), and lists of keys (`= ANY($n)` with one array on Postgres, whose plan
+//! is then prepared once; `IN ($n, …)` on SQLite, which has no arrays; see `list_sql`).
+//! Everything else is the same SQL text.
 
-use super::sqlite_read::{Cols, FastReads, Param};
+use super::pg_read::{PgQuery, PgReads};
+use super::sqlite_read::{bind_params, Cols, FastReads, Param};
 use super::*;
 use crate::ical::freebusy::FbType;
 use crate::ical::index::{span_level, span_limit, SPAN_LEVELS};
 use crate::ical::{Occurrence, TimeIndex, INDEX_VERSION};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -32,6 +35,8 @@ pub struct SqliteStore {
 /// Production backend; several processes may share one database.
 pub struct PgStore {
     pool: PgPool,
+    /// Point reads and listings, on warm connections (see `pg_read`).
+    reads: PgReads,
     instance: String,
 }
 
@@ -87,19 +92,49 @@ impl SqliteStore {
     fn fast_reads(&self) -> Option<&FastReads> {
         self.fast.as_ref()
     }
+
+    fn pg_reads(&self) -> Option<&PgReads> {
+        None
+    }
+
+    /// `col IN ($first, $first+1, …)`: one parameter per element.
+    fn list_sql(col: &str, first: usize, n: usize) -> String {
+        format!("{col} IN ({})", in_list(first, n))
+    }
+
+    fn bind_ints<'q>(mut q: SqliteQuery<'q>, list: &'q [i64]) -> SqliteQuery<'q> {
+        for v in list {
+            q = q.bind(*v);
+        }
+        q
+    }
+
+    fn bind_texts<'q>(mut q: SqliteQuery<'q>, list: &'q [String]) -> SqliteQuery<'q> {
+        for v in list {
+            q = q.bind(v.as_str());
+        }
+        q
+    }
 }
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
 impl PgStore {
     pub async fn open(url: &str) -> Result<Self> {
+        let opts = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(15))
-            .connect(url)
+            .connect_with(opts.clone())
             .await?;
         // The migrator takes an advisory lock, so processes starting together are safe.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let instance = ensure_instance_id_pg(&pool).await?;
-        Ok(PgStore { pool, instance })
+        Ok(PgStore {
+            pool,
+            reads: PgReads::new(opts),
+            instance,
+        })
     }
 
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
@@ -120,6 +155,25 @@ impl PgStore {
     /// Postgres reads go over the network anyway; sqlx's pool is the right tool there.
     fn fast_reads(&self) -> Option<&FastReads> {
         None
+    }
+
+    fn pg_reads(&self) -> Option<&PgReads> {
+        Some(&self.reads)
+    }
+
+    /// `col = ANY($first)`: one array parameter, so the statement text (and its prepared plan)
+    /// is the same whatever the list's length. With `IN ($2, …, $501)` every length was a new
+    /// statement, planned afresh on each call: 1.4–2.0 ms of planning for 500 ids.
+    fn list_sql(col: &str, first: usize, _n: usize) -> String {
+        format!("{col} = ANY(${first})")
+    }
+
+    fn bind_ints<'q>(q: PgQuery<'q>, list: &'q [i64]) -> PgQuery<'q> {
+        super::pg_read::bind_ints(q, list)
+    }
+
+    fn bind_texts<'q>(q: PgQuery<'q>, list: &'q [String]) -> PgQuery<'q> {
+        super::pg_read::bind_texts(q, list)
     }
 }
 
@@ -182,7 +236,7 @@ const OBJECT_META_COLS: &str = "name, uid, etag, size, component, created_at, mo
 const PRINCIPAL_COLS: &str = "id, name, email, password_hash, credentials_version, created_at";
 const APP_PASSWORD_COLS: &str = "id, principal_id, label, hash, created_at, last_used_at";
 
-/// Names per `IN (…)` query: well under SQLite's and Postgres's bind-parameter limits.
+/// Keys per list query (`list_sql`): well under SQLite's bind-parameter limit.
 const IN_CHUNK: usize = 500;
 
 /// `$first, $first+1, …` for `n` values.
@@ -395,7 +449,8 @@ macro_rules! impl_store {
 
         impl $store {
             /// One read statement: on the calling thread where the store can (SQLite files,
-            /// see `sqlite_read`), else through sqlx's pool.
+            /// see `sqlite_read`), on warm read connections on Postgres (`pg_read`), else
+            /// through sqlx's pool.
             async fn read<T>(
                 &self,
                 sql: &str,
@@ -405,15 +460,10 @@ macro_rules! impl_store {
                 if let Some(fast) = self.fast_reads() {
                     return fast.rows(sql, params, f);
                 }
-                let mut q = sqlx::query(sql);
-                for p in params {
-                    q = match *p {
-                        Param::Int(v) => q.bind(v),
-                        Param::OptInt(v) => q.bind(v),
-                        Param::Text(v) => q.bind(v),
-                        Param::OptText(v) => q.bind(v),
-                    };
+                if let Some(pg) = self.pg_reads() {
+                    return pg.rows(sql, params, f).await;
                 }
+                let q = bind_params!(sqlx::query(sql), params, Self::bind_ints, Self::bind_texts);
                 let rows = q.fetch_all(self.read_pool()).await?;
                 rows.iter().map(|r| f(r)).collect()
             }
@@ -992,11 +1042,10 @@ macro_rules! impl_store {
                     let sql = format!(
                         // `+collection_id` keeps SQLite (which has no statistics to go by) on the
                         // primary key for the ids instead of scanning the collection's index.
-                        "SELECT {OBJECT_META_COLS}{body} FROM objects WHERE id IN ({}) AND +collection_id = $1 ORDER BY name",
-                        in_list(2, chunk.len())
+                        "SELECT {OBJECT_META_COLS}{body} FROM objects WHERE {} AND +collection_id = $1 ORDER BY name",
+                        Self::list_sql("id", 2, chunk.len())
                     );
-                    let mut params = vec![Param::Int(collection_id)];
-                    params.extend(chunk.iter().map(|id| Param::Int(*id)));
+                    let params = [Param::Int(collection_id), Param::Ints(chunk)];
                     out.extend(self.read(&sql, &params, decode).await?);
                 }
                 Ok(out)
@@ -1048,11 +1097,10 @@ macro_rules! impl_store {
                 let mut out = Vec::with_capacity(names.len());
                 for chunk in names.chunks(IN_CHUNK) {
                     let sql = format!(
-                        "SELECT {OBJECT_META_COLS}, ics FROM objects WHERE collection_id = $1 AND name IN ({})",
-                        in_list(2, chunk.len())
+                        "SELECT {OBJECT_META_COLS}, ics FROM objects WHERE collection_id = $1 AND {}",
+                        Self::list_sql("name", 2, chunk.len())
                     );
-                    let mut params = vec![Param::Int(collection_id)];
-                    params.extend(chunk.iter().map(|n| Param::Text(n)));
+                    let params = [Param::Int(collection_id), Param::Texts(chunk)];
                     out.extend(self.read(&sql, &params, object_row).await?);
                 }
                 Ok(out)
@@ -1062,11 +1110,10 @@ macro_rules! impl_store {
                 let mut out = Vec::with_capacity(names.len());
                 for chunk in names.chunks(IN_CHUNK) {
                     let sql = format!(
-                        "SELECT {OBJECT_META_COLS} FROM objects WHERE collection_id = $1 AND name IN ({})",
-                        in_list(2, chunk.len())
+                        "SELECT {OBJECT_META_COLS} FROM objects WHERE collection_id = $1 AND {}",
+                        Self::list_sql("name", 2, chunk.len())
                     );
-                    let mut params = vec![Param::Int(collection_id)];
-                    params.extend(chunk.iter().map(|n| Param::Text(n)));
+                    let params = [Param::Int(collection_id), Param::Texts(chunk)];
                     out.extend(self.read(&sql, &params, meta_row).await?);
                 }
                 Ok(out)

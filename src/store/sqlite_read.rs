@@ -28,7 +28,31 @@ pub enum Param<'a> {
     OptInt(Option<i64>),
     Text(&'a str),
     OptText(Option<&'a str>),
+    /// A list for `col IN (…)`/`col = ANY(…)` (see `list_sql` in `sql.rs`): one array value on
+    /// Postgres, one parameter per element on SQLite, which has no arrays.
+    Ints(&'a [i64]),
+    Texts(&'a [String]),
 }
+
+/// Binds `params` to a sqlx query in order, each list through `$ints`/`$texts` (one array
+/// parameter on Postgres, one parameter per element on SQLite).
+macro_rules! bind_params {
+    ($query:expr, $params:expr, $ints:expr, $texts:expr) => {{
+        let mut q = $query;
+        for p in $params {
+            q = match *p {
+                Param::Int(v) => q.bind(v),
+                Param::OptInt(v) => q.bind(v),
+                Param::Text(v) => q.bind(v),
+                Param::OptText(v) => q.bind(v),
+                Param::Ints(list) => $ints(q, list),
+                Param::Texts(list) => $texts(q, list),
+            };
+        }
+        q
+    }};
+}
+pub(super) use bind_params;
 
 /// Column access shared by sqlx's rows (both backends) and rusqlite's, so each row type is
 /// decoded by one function whichever way the query ran.
@@ -137,15 +161,24 @@ fn run<T>(
     f: impl Fn(&dyn Cols) -> Result<T>,
 ) -> Result<Vec<T>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    for (i, p) in params.iter().enumerate() {
-        let Some(at) = stmt.parameter_index(&format!("${}", i + 1))? else {
-            continue;
-        };
+    // `$n` numbers count list elements one by one, as `list_sql` writes them for SQLite.
+    let mut next = Slots::default();
+    for p in params {
         match *p {
-            Param::Int(v) => stmt.raw_bind_parameter(at, v)?,
-            Param::OptInt(v) => stmt.raw_bind_parameter(at, v)?,
-            Param::Text(v) => stmt.raw_bind_parameter(at, v)?,
-            Param::OptText(v) => stmt.raw_bind_parameter(at, v)?,
+            Param::Int(v) => next.bind(&mut stmt, v)?,
+            Param::OptInt(v) => next.bind(&mut stmt, v)?,
+            Param::Text(v) => next.bind(&mut stmt, v)?,
+            Param::OptText(v) => next.bind(&mut stmt, v)?,
+            Param::Ints(list) => {
+                for v in list {
+                    next.bind(&mut stmt, *v)?;
+                }
+            }
+            Param::Texts(list) => {
+                for v in list {
+                    next.bind(&mut stmt, v.as_str())?;
+                }
+            }
         }
     }
     let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
@@ -155,6 +188,26 @@ fn run<T>(
         out.push(f(&Named { row, names: &names })?);
     }
     Ok(out)
+}
+
+/// Binds values to `$1`, `$2`, … in turn; a number the statement does not use is skipped.
+#[derive(Default)]
+struct Slots {
+    n: usize,
+    name: String,
+}
+
+impl Slots {
+    fn bind<T: rusqlite::ToSql>(&mut self, stmt: &mut rusqlite::Statement<'_>, v: T) -> Result<()> {
+        use std::fmt::Write;
+        self.n += 1;
+        self.name.clear();
+        let _ = write!(self.name, "${}", self.n);
+        if let Some(at) = stmt.parameter_index(&self.name)? {
+            stmt.raw_bind_parameter(at, v)?;
+        }
+        Ok(())
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
