@@ -102,8 +102,8 @@ pub enum AuthError {
 }
 
 struct CacheEntry {
-    principal_id: i64,
-    credentials_version: i64,
+    /// The principal as it was when its credentials were verified.
+    principal: Principal,
     expires: Instant,
 }
 
@@ -223,8 +223,8 @@ impl Authenticator {
     fn cached(&self, key: &[u8; 32], p: &Principal) -> bool {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.get(key).is_some_and(|e| {
-            e.principal_id == p.id
-                && e.credentials_version == p.credentials_version
+            e.principal.id == p.id
+                && e.principal.credentials_version == p.credentials_version
                 && e.expires > Instant::now()
         })
     }
@@ -239,11 +239,24 @@ impl Authenticator {
             }
         }
         let entry = CacheEntry {
-            principal_id: p.id,
-            credentials_version: p.credentials_version,
+            principal: p.clone(),
             expires: Instant::now() + self.cache_ttl,
         };
         cache.insert(key, entry);
+    }
+
+    /// The principal whose credentials these are, if they were verified within the cache's
+    /// lifetime, as it was then, without asking the store. Not an authentication by itself:
+    /// the caller must confirm against the store that the principal's `credentials_version`
+    /// is still this one (a password changed in another process bumps it), which
+    /// `Store::principal_calendar_object` does in the same statement that fetches a GET's
+    /// object. Anything else goes through `authenticate`.
+    pub fn cached_principal(&self, header: Option<&str>) -> Option<Principal> {
+        let (user, password) = header.and_then(parse_basic)?;
+        let key = self.cache_key(&user, &password);
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let e = cache.get(&key)?;
+        (e.expires > Instant::now() && e.principal.name == user).then(|| e.principal.clone())
     }
 
     /// Authenticates a request's `Authorization` header.

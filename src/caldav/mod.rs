@@ -31,13 +31,19 @@ pub struct Request<'a> {
     pub body: Bytes,
     /// When the time allowed for this request (`limits.request_timeout_seconds`) runs out.
     pub deadline: Option<std::time::Instant>,
+    /// For a GET or HEAD of an object: the calendar and member, with the body, when they were
+    /// fetched together with the credentials check (see `app::dav_inner`).
+    pub found: Option<resource::Found>,
 }
 
-pub async fn handle(st: &AppState, me: &Principal, req: Request<'_>) -> DavResult<Response> {
+pub async fn handle(st: &AppState, me: &Principal, mut req: Request<'_>) -> DavResult<Response> {
     let mut ctx = Ctx::new(st, me);
     ctx.deadline = req.deadline;
     let m = req.method.as_str();
     ctx.want_body = matches!(m, "GET" | "HEAD");
+    if ctx.want_body {
+        ctx.found = req.found.take();
+    }
     let res = ctx.resolve(&req.path).await?;
     if !res.allowed().contains(&m) {
         return with_allow(Err(not_allowed(&res, m)), &res);

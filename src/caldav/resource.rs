@@ -66,6 +66,10 @@ impl Res {
 }
 
 /// Per-request context: who asks, and the state they ask of.
+/// `Store::calendar_object`'s answer for an object path: the calendar, if it exists, and the
+/// member with its body, if it exists.
+pub type Found = Option<(Collection, Option<crate::store::StoredObject>)>;
+
 pub struct Ctx<'a> {
     pub st: &'a AppState,
     pub me: &'a Principal,
@@ -76,6 +80,9 @@ pub struct Ctx<'a> {
     pub want_body: bool,
     /// The body fetched by `resolve` when `want_body` was set.
     pub prefetched: Option<crate::store::StoredObject>,
+    /// The object path's calendar and member, already fetched with the request's
+    /// authentication (`Request::found`): `resolve` uses them instead of asking the store.
+    pub found: Option<Found>,
     /// When the request's time (`limits.request_timeout_seconds`) runs out. Long loops check
     /// it themselves: CPU work between awaits cannot be interrupted from outside.
     pub deadline: Option<Instant>,
@@ -89,6 +96,7 @@ impl<'a> Ctx<'a> {
             home: None,
             want_body: false,
             prefetched: None,
+            found: None,
             deadline: None,
         }
     }
@@ -135,10 +143,15 @@ impl<'a> Ctx<'a> {
                 None => Res::NewCalendar(c.clone()),
             },
             DavPath::Object(_, c, o) => {
-                match store
-                    .calendar_object(self.me.id, c, o, self.want_body)
-                    .await?
-                {
+                let found = match self.found.take() {
+                    Some(found) => found,
+                    None => {
+                        store
+                            .calendar_object(self.me.id, c, o, self.want_body)
+                            .await?
+                    }
+                };
+                match found {
                     None => Res::Orphan,
                     Some((col, None)) => Res::NewObject(col, o.clone()),
                     Some((col, Some(obj))) => {

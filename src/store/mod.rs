@@ -194,6 +194,15 @@ pub struct PutOutcome {
     pub created: bool,
 }
 
+/// What `Store::principal_calendar_object` finds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalObject {
+    pub principal_id: i64,
+    pub credentials_version: i64,
+    /// `calendar_object`'s answer: the calendar, if it exists, and the member, if it exists.
+    pub found: Option<(Collection, Option<StoredObject>)>,
+}
+
 /// A member that changed after a sync token's revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -519,6 +528,17 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         with_body: bool,
     ) -> Result<Option<(Collection, Option<StoredObject>)>>;
+    /// `calendar_object` looked up by the owner's name, with the owner's current credentials
+    /// version: a GET whose credentials the authenticator verified moments ago confirms they
+    /// still hold and fetches the object in one statement instead of two (`None`: no such
+    /// principal).
+    async fn principal_calendar_object(
+        &self,
+        owner: &str,
+        cal: &str,
+        name: &str,
+        with_body: bool,
+    ) -> Result<Option<PrincipalObject>>;
 
     // Feeds
     async fn create_feed(

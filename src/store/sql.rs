@@ -442,6 +442,20 @@ fn calendar_object_row(
     Ok((c, obj))
 }
 
+/// A principal joined with `calendar_object_row`'s columns, which are all NULL when the
+/// principal has no such calendar.
+fn principal_object_row(r: &dyn Cols, with_body: bool) -> Result<PrincipalObject> {
+    let found = match r.opt_text("name")? {
+        None => None,
+        Some(_) => Some(calendar_object_row(r, with_body)?),
+    };
+    Ok(PrincipalObject {
+        principal_id: r.int("p_id")?,
+        credentials_version: r.int("p_credentials_version")?,
+        found,
+    })
+}
+
 macro_rules! impl_store {
     ($store:ident, $db:ty, $for_update:literal) => {
         type Tx = Transaction<'static, $db>;
@@ -1462,6 +1476,23 @@ macro_rules! impl_store {
                      WHERE collections.owner_id = $1 AND collections.name = $2 AND collections.kind = 'calendar'"
                 );
                 let params = [Param::Int(owner_id), Param::Text(cal), Param::Text(name)];
+                Ok(self.read(&sql, &params, decode).await?.pop())
+            }
+
+            async fn principal_calendar_object(&self, owner: &str, cal: &str, name: &str, with_body: bool) -> Result<Option<PrincipalObject>> {
+                let (body, decode): (&str, fn(&dyn Cols) -> Result<PrincipalObject>) = if with_body {
+                    (", o.ics AS o_ics", |r| principal_object_row(r, true))
+                } else {
+                    ("", |r| principal_object_row(r, false))
+                };
+                let sql = format!(
+                    "SELECT p.id AS p_id, p.credentials_version AS p_credentials_version, {COLLECTION_JOIN_COLS}{body} \
+                     FROM principals p \
+                     LEFT JOIN collections ON collections.owner_id = p.id AND collections.name = $2 AND collections.kind = 'calendar' \
+                     LEFT JOIN objects o ON o.collection_id = collections.id AND o.name = $3 \
+                     WHERE p.name = $1"
+                );
+                let params = [Param::Text(owner), Param::Text(cal), Param::Text(name)];
                 Ok(self.read(&sql, &params, decode).await?.pop())
             }
 

@@ -139,6 +139,78 @@ pub async fn password_change_drops_cached_login(s: &TestServer) {
         .status(207);
 }
 
+/// A GET with credentials verified moments ago checks them and fetches the object in one
+/// statement (`app::quick_get`): everything a GET answers must be the same as the ordinary
+/// path's, and a password change or a revoked app password must stop it at the next request.
+pub async fn cached_login_get(s: &TestServer) {
+    let path = "/calendars/alice/default/quick.ics";
+    s.req("PUT", path)
+        .ics(&event("quick", "Quick"))
+        .send()
+        .await
+        .status(201);
+    // The first GET verifies the password; the second comes from the cache.
+    let first = s.req("GET", path).send().await;
+    first.status(200);
+    let second = s.req("GET", path).send().await;
+    second.status(200);
+    assert_eq!(first.body, second.body);
+    assert_eq!(first.header("etag"), second.header("etag"));
+    assert!(second.body.contains("UID:quick"));
+    let head = s.req("HEAD", path).send().await;
+    head.status(200);
+    assert_eq!(head.header("etag"), first.header("etag"));
+    assert!(head.body.is_empty());
+    // Conditional GET, a missing member, a missing calendar, and bob's namespace.
+    let etag = first.header("etag").unwrap().to_owned();
+    s.req("GET", path)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .status(304);
+    s.req("GET", "/calendars/alice/default/nope.ics")
+        .send()
+        .await
+        .status(404);
+    s.req("GET", "/calendars/alice/nope/quick.ics")
+        .send()
+        .await
+        .status(404);
+    s.req_as(Some(BOB), "GET", "/calendars/bob/default/x.ics")
+        .send()
+        .await
+        .status(404);
+    s.req("GET", "/calendars/bob/default/quick.ics")
+        .send()
+        .await
+        .status(404);
+    // An app password verified once, then revoked: its next GET is refused.
+    let pw = almanac::users::add_app_password(s.store.as_ref(), "alice", "tablet")
+        .await
+        .expect("app password");
+    for _ in 0..2 {
+        s.req_as(Some(("alice", &pw)), "GET", path)
+            .send()
+            .await
+            .status(200);
+    }
+    let p = s.store.principal_by_name("alice").await.unwrap().unwrap();
+    s.store.revoke_app_password(p.id, "tablet").await.unwrap();
+    s.req_as(Some(("alice", &pw)), "GET", path)
+        .send()
+        .await
+        .status(401);
+    // A password changed elsewhere (the CLI writes the store directly) stops the cached login.
+    almanac::users::set_password(s.store.as_ref(), "alice", "newer-password")
+        .await
+        .unwrap();
+    s.req("GET", path).send().await.status(401);
+    s.req_as(Some(("alice", "newer-password")), "GET", path)
+        .send()
+        .await
+        .status(200);
+}
+
 pub async fn repeated_failures_are_throttled(s: &TestServer) {
     // alice's phone logged in earlier; its verified credentials keep working below.
     s.req("PROPFIND", "/").depth("0").send().await.status(207);

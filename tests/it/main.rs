@@ -108,6 +108,7 @@ fn main() {
         auth::other_users_data_is_invisible,
         auth::app_passwords,
         auth::password_change_drops_cached_login,
+        auth::cached_login_get,
         auth::repeated_failures_are_throttled,
         auth::early_answers_keep_the_connection_usable,
         corpus::corpus_round_trips_byte_exact,
