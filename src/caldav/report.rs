@@ -280,8 +280,13 @@ async fn multiget(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Re
             _ => None,
         })
         .collect();
-    let mut by_cal: HashMap<String, Option<Arc<Collection>>> = HashMap::new();
-    by_cal.insert(c.name.clone(), Some(Arc::new(c.clone())));
+    // Each calendar named, with the zone its floating times are read in (parsed from its
+    // calendar-timezone once, not once per href).
+    let mut by_cal: HashMap<String, Option<(Arc<Collection>, Zone)>> = HashMap::new();
+    by_cal.insert(
+        c.name.clone(),
+        Some((Arc::new(c.clone()), floating_zone(c))),
+    );
     let mut names_by_cal: HashMap<&str, Vec<String>> = HashMap::new();
     for (cal, name) in targets.iter().flatten() {
         names_by_cal.entry(cal).or_default().push(name.clone());
@@ -290,9 +295,15 @@ async fn multiget(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Re
     for (cal, names) in names_by_cal {
         if !by_cal.contains_key(cal) {
             let col = ctx.st.store.calendar(ctx.me.id, cal).await?;
-            by_cal.insert(cal.to_owned(), col.map(Arc::new));
+            by_cal.insert(
+                cal.to_owned(),
+                col.map(|col| {
+                    let zone = floating_zone(&col);
+                    (Arc::new(col), zone)
+                }),
+            );
         }
-        if let Some(Some(col)) = by_cal.get(cal) {
+        if let Some(Some((col, _))) = by_cal.get(cal) {
             for o in ctx.st.store.objects_by_names(col.id, &names).await? {
                 objects.insert((cal.to_owned(), o.meta.name.clone()), o);
             }
@@ -306,8 +317,8 @@ async fn multiget(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Re
             Some((col, objects.get(&(cal.clone(), name.clone()))?))
         });
         match found {
-            Some((col, obj)) => {
-                write_object(ctx, &mut w, col, obj, &wanted, &floating_zone(col), &budget).await?
+            Some(((col, zone), obj)) => {
+                write_object(ctx, &mut w, col, obj, &wanted, zone, &budget).await?
             }
             // RFC 4791 §7.9: each missing (or foreign) href gets its own 404.
             None => write_status_response(&mut w, href, StatusCode::NOT_FOUND),
