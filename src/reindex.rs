@@ -3,7 +3,7 @@
 //! answering queries with stale bounds. Runs at start; cheap when nothing is stale.
 
 use crate::ical::CalendarObject;
-use crate::store::{Result, Store};
+use crate::store::{Reindexed, Result, Store};
 
 /// Reindexes every stale object; returns how many were updated.
 pub async fn reindex_stale(store: &dyn Store) -> Result<u64> {
@@ -13,12 +13,15 @@ pub async fn reindex_stale(store: &dyn Store) -> Result<u64> {
         if batch.is_empty() {
             return Ok(done);
         }
-        for (collection_id, name, ics) in batch {
-            let index = CalendarObject::from_ics(ics).ok().map(|o| o.index.time);
-            store
-                .set_time_index(collection_id, &name, index.as_ref())
-                .await?;
-            done += 1;
-        }
+        let items: Vec<Reindexed> = batch
+            .into_iter()
+            .map(|(collection_id, name, ics)| Reindexed {
+                collection_id,
+                name,
+                index: CalendarObject::from_ics(ics).ok().map(|o| o.index.time),
+            })
+            .collect();
+        store.set_time_indexes(&items).await?;
+        done += items.len() as u64;
     }
 }

@@ -194,6 +194,15 @@ pub struct PutOutcome {
     pub created: bool,
 }
 
+/// One object's recomputed time index, for `Store::set_time_indexes`.
+#[derive(Debug, Clone)]
+pub struct Reindexed {
+    pub collection_id: i64,
+    pub name: String,
+    /// `None`: the object no longer parses.
+    pub index: Option<crate::ical::TimeIndex>,
+}
+
 /// What `Store::principal_calendar_object` finds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrincipalObject {
@@ -446,15 +455,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<StoredObject>>;
     /// Objects whose time index was computed by an older server: (collection, name, text).
     async fn stale_objects(&self, limit: i64) -> Result<Vec<(i64, String, String)>>;
-    /// Stores a recomputed time index (`None`: the object no longer parses; index it as a
-    /// candidate for every window). Only a row still behind `INDEX_VERSION` is updated: one
-    /// rewritten by a PUT since it was read for reindexing already has its new index.
-    async fn set_time_index(
-        &self,
-        collection_id: i64,
-        name: &str,
-        ti: Option<&crate::ical::TimeIndex>,
-    ) -> Result<()>;
+    /// Stores recomputed time indexes, all in one transaction: (collection, name, index), where
+    /// `None` means the object no longer parses (index it as a candidate for every window).
+    /// Only a row still behind `INDEX_VERSION` is updated: one rewritten by a PUT since it was
+    /// read for reindexing already has its new index. One transaction per batch, not per
+    /// object: an upgrade reindexing 10,000 objects took about 15 s with one commit each.
+    async fn set_time_indexes(&self, items: &[Reindexed]) -> Result<()>;
     async fn objects_by_names(
         &self,
         collection_id: i64,

@@ -1076,32 +1076,35 @@ macro_rules! impl_store {
                 rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
             }
 
-            async fn set_time_index(&self, collection_id: i64, name: &str, ti: Option<&TimeIndex>) -> Result<()> {
+            async fn set_time_indexes(&self, items: &[Reindexed]) -> Result<()> {
                 let mut tx = self.begin_write().await?;
                 let default = TimeIndex::default();
-                let t = ti.unwrap_or(&default);
-                let id: Option<i64> = sqlx::query_scalar(
-                    "UPDATE objects SET index_version = $3, first_start = $4, last_end = $5, recurring = $6, \
-                     floating = $7, all_day = $8, transp = $9, status = $10, class = $11, occ_until = $12 \
-                     WHERE collection_id = $1 AND name = $2 AND index_version < $3 RETURNING id",
-                )
-                .bind(collection_id)
-                .bind(name)
-                .bind(INDEX_VERSION)
-                // An object that no longer parses stays a candidate for every window.
-                .bind(ti.and(t.first_start))
-                .bind(ti.and(t.last_end))
-                .bind(t.recurring as i64)
-                .bind(t.floating as i64)
-                .bind(t.all_day as i64)
-                .bind(&t.transp)
-                .bind(&t.status)
-                .bind(&t.class)
-                .bind(occ_until(t))
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(id) = id {
-                    write_occurrences(&mut tx, collection_id, id, ti).await?;
+                for item in items {
+                    let ti = item.index.as_ref();
+                    let t = ti.unwrap_or(&default);
+                    let id: Option<i64> = sqlx::query_scalar(
+                        "UPDATE objects SET index_version = $3, first_start = $4, last_end = $5, recurring = $6, \
+                         floating = $7, all_day = $8, transp = $9, status = $10, class = $11, occ_until = $12 \
+                         WHERE collection_id = $1 AND name = $2 AND index_version < $3 RETURNING id",
+                    )
+                    .bind(item.collection_id)
+                    .bind(&item.name)
+                    .bind(INDEX_VERSION)
+                    // An object that no longer parses stays a candidate for every window.
+                    .bind(ti.and(t.first_start))
+                    .bind(ti.and(t.last_end))
+                    .bind(t.recurring as i64)
+                    .bind(t.floating as i64)
+                    .bind(t.all_day as i64)
+                    .bind(&t.transp)
+                    .bind(&t.status)
+                    .bind(&t.class)
+                    .bind(occ_until(t))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(id) = id {
+                        write_occurrences(&mut tx, item.collection_id, id, ti).await?;
+                    }
                 }
                 tx.commit().await?;
                 Ok(())

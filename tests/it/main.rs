@@ -130,6 +130,7 @@ fn main() {
         ical::recurring_length_is_exact_across_dst,
         ical::time_range_on_vcalendar_matches_components,
         prefilter::prefilter_never_drops_a_match,
+        prefilter::reindex_restores_a_stale_index,
         replay::thunderbird_detects_calendars,
         replay::thunderbird_sync_cycle,
         replay::thunderbird_stale_token_resync,
