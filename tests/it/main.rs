@@ -95,6 +95,7 @@ fn main() {
         objects::duplicate_uid_conflict,
         objects::component_set_is_enforced,
         objects::size_limits,
+        objects::time_queries_follow_copy_move_delete,
         objects::copy_and_move,
         objects::large_listing_is_complete,
         objects::multiget_and_query,

@@ -274,6 +274,154 @@ pub async fn size_limits(s: &TestServer) {
     s.req("GET", &long).send().await.status(414);
 }
 
+/// A weekly series, ten occurrences from 2024-01-05 10:00 UTC, one hour each.
+fn weekly(uid: &str, start: &str) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Almanac tests//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20240101T000000Z\r\nDTSTART:{start}\r\nDURATION:PT1H\r\nRRULE:FREQ=WEEKLY;COUNT=10\r\nSUMMARY:Weekly\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+/// The hrefs a calendar-query with a VEVENT time-range finds in `cal`, sorted.
+async fn found_in(s: &TestServer, cal: &str, start: &str, end: &str) -> Vec<String> {
+    let r = s
+        .req("REPORT", cal)
+        .depth("1")
+        .xml(&format!(
+            r#"<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/></D:prop><C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"><C:time-range start="{start}" end="{end}"/></C:comp-filter></C:comp-filter></C:filter></C:calendar-query>"#
+        ))
+        .send()
+        .await;
+    r.status(207);
+    let mut hrefs = r.hrefs();
+    hrefs.sort();
+    hrefs
+}
+
+/// The FREEBUSY periods a free-busy-query over `[start, end)` reports for `cal`.
+async fn busy_in(s: &TestServer, cal: &str, start: &str, end: &str) -> String {
+    let r = s
+        .req("REPORT", cal)
+        .depth("1")
+        .xml(&format!(
+            r#"<C:free-busy-query xmlns:C="urn:ietf:params:xml:ns:caldav"><C:time-range start="{start}" end="{end}"/></C:free-busy-query>"#
+        ))
+        .send()
+        .await;
+    r.status(200);
+    r.body
+        .lines()
+        .filter(|l| l.starts_with("FREEBUSY"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Time-range queries and free/busy are answered from stored occurrences: those must follow an
+/// object through MOVE (across calendars and within one), COPY, a changed PUT and DELETE, and
+/// go with a deleted calendar.
+pub async fn time_queries_follow_copy_move_delete(s: &TestServer) {
+    const DEF: &str = "/calendars/alice/default/";
+    const WORK: &str = "/calendars/alice/work/";
+    // The third occurrence (2024-01-19) and, later, the moved series' third (2024-03-15).
+    let jan = ("20240119T000000Z", "20240120T000000Z");
+    let mar = ("20240315T000000Z", "20240316T000000Z");
+    let jan_busy = "FREEBUSY;FBTYPE=BUSY:20240119T100000Z/20240119T110000Z";
+    s.req("MKCALENDAR", WORK).send().await.status(201);
+    s.req("PUT", &format!("{DEF}r.ics"))
+        .ics(&weekly("idx-r", "20240105T100000Z"))
+        .send()
+        .await
+        .status(201);
+    assert_eq!(
+        found_in(s, DEF, jan.0, jan.1).await,
+        [format!("{DEF}r.ics")]
+    );
+    assert!(found_in(s, WORK, jan.0, jan.1).await.is_empty());
+    assert_eq!(busy_in(s, DEF, jan.0, jan.1).await, jan_busy);
+
+    // MOVE to another calendar: found there, gone here, busy time follows.
+    s.req("MOVE", &format!("{DEF}r.ics"))
+        .header("Destination", &format!("{WORK}r.ics"))
+        .send()
+        .await
+        .status(201);
+    assert!(found_in(s, DEF, jan.0, jan.1).await.is_empty());
+    assert_eq!(busy_in(s, DEF, jan.0, jan.1).await, "");
+    assert_eq!(
+        found_in(s, WORK, jan.0, jan.1).await,
+        [format!("{WORK}r.ics")]
+    );
+    assert_eq!(busy_in(s, WORK, jan.0, jan.1).await, jan_busy);
+
+    // COPY back across calendars: both copies are found.
+    s.req("COPY", &format!("{WORK}r.ics"))
+        .header("Destination", &format!("{DEF}r2.ics"))
+        .send()
+        .await
+        .status(201);
+    assert_eq!(
+        found_in(s, DEF, jan.0, jan.1).await,
+        [format!("{DEF}r2.ics")]
+    );
+    assert_eq!(
+        found_in(s, WORK, jan.0, jan.1).await,
+        [format!("{WORK}r.ics")]
+    );
+
+    // A PUT that moves the series replaces its occurrences; the copy keeps its own.
+    s.req("PUT", &format!("{WORK}r.ics"))
+        .ics(&weekly("idx-r", "20240301T100000Z"))
+        .send()
+        .await
+        .status(204);
+    assert!(found_in(s, WORK, jan.0, jan.1).await.is_empty());
+    assert_eq!(
+        found_in(s, WORK, mar.0, mar.1).await,
+        [format!("{WORK}r.ics")]
+    );
+    assert_eq!(
+        found_in(s, DEF, jan.0, jan.1).await,
+        [format!("{DEF}r2.ics")]
+    );
+    assert!(found_in(s, DEF, mar.0, mar.1).await.is_empty());
+
+    // MOVE within a calendar (a rename) and DELETE.
+    s.req("MOVE", &format!("{WORK}r.ics"))
+        .header("Destination", &format!("{WORK}r3.ics"))
+        .send()
+        .await
+        .status(201);
+    assert_eq!(
+        found_in(s, WORK, mar.0, mar.1).await,
+        [format!("{WORK}r3.ics")]
+    );
+    s.req("DELETE", &format!("{DEF}r2.ics"))
+        .send()
+        .await
+        .status(204);
+    assert!(found_in(s, DEF, jan.0, jan.1).await.is_empty());
+    assert_eq!(busy_in(s, DEF, jan.0, jan.1).await, "");
+
+    // Deleting the calendar takes its occurrence rows with it.
+    let p = s.store.principal_by_name("alice").await.unwrap().unwrap();
+    let work = s.store.calendar(p.id, "work").await.unwrap().unwrap();
+    let (from, to) = (1_704_067_200, 1_735_689_600); // 2024
+    assert_eq!(
+        s.store
+            .occurrences(work.id, from, to, 0)
+            .await
+            .unwrap()
+            .len(),
+        10
+    );
+    s.req("DELETE", WORK).send().await.status(204);
+    assert!(s
+        .store
+        .occurrences(work.id, from, to, 0)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 pub async fn copy_and_move(s: &TestServer) {
     s.req("MKCALENDAR", "/calendars/alice/work/")
         .send()
