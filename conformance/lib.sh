@@ -29,6 +29,26 @@ export CONFORMANCE_DIR CONFORMANCE_ROOT CONFORMANCE_WORK
 
 _conf_log() { printf '[conformance] %s\n' "$*" >&2; }
 
+# Stops process $1 (if it still runs): SIGTERM, up to $3 tenths of a second (default 100) to
+# exit, then SIGKILL with a line on stderr naming it as $2; reaps it when it is our child.
+# By PID only: never by name, which could hit someone else's process.
+conf_stop_pid() {
+    local pid="$1" what="${2:-pid $1}" tenths="${3:-100}"
+    [[ -n "$pid" ]] || return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    local _
+    for _ in $(seq 1 "$tenths"); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        printf '[conformance] %s (pid %s) did not stop on SIGTERM; killing it\n' "$what" "$pid" >&2
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
 # Builds the release binary once per shell (cargo itself makes repeated builds cheap).
 almanac_build() {
     if [[ -n "${ALMANAC_BIN:-}" ]]; then
@@ -71,19 +91,7 @@ _conf_on_exit() {
     local status=$?
     set +e
     trap - EXIT INT TERM
-    if [[ -n "${ALMANAC_SERVER_PID:-}" ]] && kill -0 "$ALMANAC_SERVER_PID" 2>/dev/null; then
-        kill -TERM "$ALMANAC_SERVER_PID" 2>/dev/null
-        local i
-        for i in $(seq 1 100); do
-            kill -0 "$ALMANAC_SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$ALMANAC_SERVER_PID" 2>/dev/null; then
-            _conf_log "server (pid $ALMANAC_SERVER_PID) did not stop on SIGTERM; killing it"
-            kill -KILL "$ALMANAC_SERVER_PID" 2>/dev/null
-        fi
-        wait "$ALMANAC_SERVER_PID" 2>/dev/null
-    fi
+    conf_stop_pid "${ALMANAC_SERVER_PID:-}" server
     if [[ $status -ne 0 && -n "${ALMANAC_SERVER_LOG:-}" && -f "$ALMANAC_SERVER_LOG" ]]; then
         _conf_log "run failed (exit $status); last lines of the server log $ALMANAC_SERVER_LOG:"
         tail -n 60 "$ALMANAC_SERVER_LOG" >&2

@@ -69,18 +69,7 @@ _conf_peer_on_exit() {
     local status=$?
     set +e
     trap - EXIT INT TERM
-    if [[ -n "${CONF_SERVER_PID:-}" ]] && kill -0 "$CONF_SERVER_PID" 2>/dev/null; then
-        kill -TERM "$CONF_SERVER_PID" 2>/dev/null
-        for _ in $(seq 1 100); do
-            kill -0 "$CONF_SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$CONF_SERVER_PID" 2>/dev/null; then
-            _conf_peer_log "$CONF_SERVER (pid $CONF_SERVER_PID) did not stop on SIGTERM; killing it"
-            kill -KILL "$CONF_SERVER_PID" 2>/dev/null
-        fi
-        wait "$CONF_SERVER_PID" 2>/dev/null
-    fi
+    conf_stop_pid "${CONF_SERVER_PID:-}" "${CONF_SERVER:-server}"
     if [[ $status -ne 0 && -n "${CONF_SERVER_LOG:-}" && -f "$CONF_SERVER_LOG" ]]; then
         _conf_peer_log "run failed (exit $status); last lines of the $CONF_SERVER log $CONF_SERVER_LOG:"
         tail -n 40 "$CONF_SERVER_LOG" >&2
