@@ -40,6 +40,9 @@
 # storage keeps items: Radicale one file per item, Xandikos one git commit with all of them.
 # The same bytes under the same names as the PUTs would have stored; every query is then
 # checked against the same expectation as on Almanac.
+# On almanac-postgres the tool waits after the upload, before the timed queries, until the
+# database's autovacuum has caught up with the load (examples/pg-settle.sh; the table's notes
+# give the wait), as it does by itself a minute or two after a bulk load.
 # Each server gets a fresh storage per size; its PID goes to the tool for the peak RSS (for
 # almanac-postgres that is Almanac alone, not the PostgreSQL server). Everything started here is
 # stopped by PID on exit; the private PostgreSQL cluster by pg_ctl stop -m fast on its data
@@ -377,17 +380,20 @@ wait_up() {
     return 1
 }
 
-# Starts server $1 in dir $2 on port $3; sets SERVER_PID, URL and AUTH (bench arguments).
+# Starts server $1 in dir $2 on port $3; sets SERVER_PID, URL, AUTH (bench arguments) and
+# SETTLE (bench arguments run between the upload and the timed queries).
 start_server() {
     local s="$1" dir="$2" port="$3" db_url
     mkdir -p "$dir"
     AUTH=(--user "$USER_NAME" --password-env BENCH_PASSWORD)
+    SETTLE=()
     case "$s" in
     almanac-sqlite | almanac-postgres)
         if [[ "$s" == almanac-postgres ]]; then
             PG_DB="almanac_bench_$(date +%s)_$RANDOM"
             psql "$PG_URL" -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$PG_DB\"" >/dev/null
             db_url="$(_conf_pg_url_with_db "$PG_URL" "$PG_DB")"
+            SETTLE=(--after-load "bash '$REPO/examples/pg-settle.sh' '$db_url'")
         else
             db_url="sqlite://$dir/almanac.db"
         fi
@@ -531,7 +537,7 @@ for n in $EVENTS; do
         fi
         rc=0
         "$BENCH_BIN" "${target[@]}" "${AUTH[@]}" --events "$n" --runs "$RUNS" --seed "$SEED" \
-            --get-requests "$GET_REQUESTS" --pid "$SERVER_PID" --label "$s" "${put_args[@]}" \
+            --get-requests "$GET_REQUESTS" --pid "$SERVER_PID" --label "$s" "${put_args[@]}" "${SETTLE[@]}" \
             --json "$OUT/$n-$s.json" >"$OUT/$n-$s.txt" 2>"$OUT/$n-$s.log" || rc=$?
         cat "$OUT/$n-$s.txt"
         if [[ $rc != 0 ]]; then

@@ -118,6 +118,11 @@ struct Args {
     /// Time-out of one request, in seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// A shell command run after the upload and before the first timed query; it must exit 0.
+    /// bench-peers.sh uses it to wait until PostgreSQL's autovacuum has caught up with the
+    /// load, as it does by itself within a minute or two of a bulk load.
+    #[arg(long, value_name = "CMD")]
+    after_load: Option<String>,
 }
 
 #[tokio::main]
@@ -252,6 +257,22 @@ async fn bench_calendar(http: &Http, cal: &Url, args: &Args, report: &mut Report
     );
 
     upload(http, cal, &events, args, report).await?;
+    if let Some(cmd) = &args.after_load {
+        let started = Instant::now();
+        let sh = cmd.clone();
+        let status = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("sh").arg("-c").arg(sh).status()
+        })
+        .await?
+        .with_context(|| format!("--after-load {cmd:?}"))?;
+        if !status.success() {
+            bail!("--after-load {cmd:?} exited with {status}");
+        }
+        report.notes.push(format!(
+            "after the upload, before the queries: `{cmd}` ({:.0} s)",
+            started.elapsed().as_secs_f64()
+        ));
+    }
 
     let all: BTreeSet<String> = events.iter().map(|e| e.name.clone()).collect();
     let week = window(WEEK)?;
