@@ -156,7 +156,10 @@ pub async fn propfind(ctx: &mut Ctx<'_>, r: &Res, req: &Request<'_>) -> DavResul
     }
     let what = parse_propfind(&req.body)?;
     let minimal = headers::prefer_minimal(req.headers);
-    ctx.load_home().await?;
+    match &what {
+        PropFind::Prop(names) | PropFind::AllProp(names) => ctx.load_home_for(names).await?,
+        PropFind::PropName => {}
+    }
     let mut targets = vec![r.clone()];
     if depth == Depth::One {
         targets.extend(children(ctx, r).await?);

@@ -116,6 +116,25 @@ impl<'a> Ctx<'a> {
         Budget::new(self.st.config.limits.max_instances_per_request).until(self.deadline)
     }
 
+    /// Loads the home when one of `names` is a quota property, the only properties that read
+    /// it: a listing or a report that asks for none costs one query less.
+    pub async fn load_home_for<'n>(
+        &mut self,
+        names: impl IntoIterator<Item = &'n QName>,
+    ) -> DavResult<()> {
+        let quota = |q: &QName| {
+            q.ns == NS_DAV
+                && matches!(
+                    q.local.as_str(),
+                    "quota-used-bytes" | "quota-available-bytes"
+                )
+        };
+        if names.into_iter().any(quota) {
+            self.load_home().await?;
+        }
+        Ok(())
+    }
+
     pub async fn load_home(&mut self) -> DavResult<&Collection> {
         if self.home.is_none() {
             self.home = Some(self.st.store.home(self.me.id).await?);
