@@ -283,13 +283,16 @@ async fn dav_inner(st: &AppState, req: Request) -> Response {
     let timeout = st.config.limits.request_timeout();
     let started = Instant::now();
     let quick = match &parsed {
-        Ok(path) => within(timeout, quick_get(st, req.method(), req.headers(), path))
-            .await
-            .flatten(),
+        Ok(path) => within(
+            timeout,
+            quick_resolve(st, req.method(), req.headers(), path),
+        )
+        .await
+        .flatten(),
         Err(_) => None,
     };
-    let (me, found) = match quick {
-        Some((me, found)) => (me, Some(found)),
+    let (me, prefetched) = match quick {
+        Some((me, prefetched)) => (me, Some(prefetched)),
         None => {
             let authenticated =
                 within(timeout, authenticate(st, req.headers(), peer_ip(&req))).await;
@@ -315,7 +318,7 @@ async fn dav_inner(st: &AppState, req: Request) -> Response {
         headers: &parts.headers,
         body,
         deadline: left.map(|l| Instant::now() + l),
-        found,
+        prefetched,
     };
     // Dropping the handler's future on timeout drops any open transaction with it, which rolls
     // it back: a timed-out write leaves nothing behind.
@@ -331,22 +334,22 @@ async fn dav_inner(st: &AppState, req: Request) -> Response {
     response
 }
 
-/// A GET or HEAD of one of the caller's objects, with credentials verified moments ago: one
-/// statement confirms that they still hold (the principal's credentials version is unchanged)
-/// and fetches the calendar and the object. GET is what clients and feeds repeat most, and
-/// this halves its statements. `None` sends the request the ordinary way, which also answers
-/// whatever went wrong here (an unknown principal, a store error) as it would anyway.
-async fn quick_get(
+/// A request for one of the caller's calendars or objects, with credentials verified moments
+/// ago: one statement confirms that they still hold (the principal's credentials version is
+/// unchanged) and fetches the calendar, and the object with its body for GET and HEAD. That
+/// is one query instead of two for what clients repeat most (GET, PROPFIND, REPORT). `None`
+/// sends the request the ordinary way, which also answers whatever went wrong here (an
+/// unknown principal, a store error) as it would anyway.
+async fn quick_resolve(
     st: &AppState,
     method: &axum::http::Method,
     headers: &axum::http::HeaderMap,
     path: &DavPath,
-) -> Option<(crate::store::Principal, caldav::resource::Found)> {
-    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
-        return None;
-    }
-    let DavPath::Object(owner, cal, obj) = path else {
-        return None;
+) -> Option<(crate::store::Principal, caldav::resource::Prefetched)> {
+    use caldav::resource::Prefetched;
+    let owner = match path {
+        DavPath::Calendar(owner, _) | DavPath::Object(owner, _, _) => owner,
+        _ => return None,
     };
     let header = headers
         .get(header::AUTHORIZATION)
@@ -355,13 +358,25 @@ async fn quick_get(
     if me.name != *owner {
         return None;
     }
-    let now = st
-        .store
-        .principal_calendar_object(&me.name, cal, obj, true)
-        .await
-        .ok()??;
-    (now.principal_id == me.id && now.credentials_version == me.credentials_version)
-        .then_some((me, now.found))
+    let (id, version, prefetched) = match path {
+        DavPath::Calendar(_, cal) => {
+            let now = st.store.principal_calendar(&me.name, cal).await.ok()??;
+            let found = Prefetched::Calendar(now.calendar);
+            (now.principal_id, now.credentials_version, found)
+        }
+        DavPath::Object(_, cal, obj) => {
+            let body = method == axum::http::Method::GET || method == axum::http::Method::HEAD;
+            let now = st
+                .store
+                .principal_calendar_object(&me.name, cal, obj, body)
+                .await
+                .ok()??;
+            let found = Prefetched::Object(now.found);
+            (now.principal_id, now.credentials_version, found)
+        }
+        _ => return None,
+    };
+    (id == me.id && version == me.credentials_version).then_some((me, prefetched))
 }
 
 /// Runs `work` for at most `limit` (`None`: without limit); `None` when time ran out.

@@ -31,9 +31,9 @@ pub struct Request<'a> {
     pub body: Bytes,
     /// When the time allowed for this request (`limits.request_timeout_seconds`) runs out.
     pub deadline: Option<std::time::Instant>,
-    /// For a GET or HEAD of an object: the calendar and member, with the body, when they were
+    /// The path's calendar (and member, with its body for GET and HEAD), when they were
     /// fetched together with the credentials check (see `app::dav_inner`).
-    pub found: Option<resource::Found>,
+    pub prefetched: Option<resource::Prefetched>,
 }
 
 pub async fn handle(st: &AppState, me: &Principal, mut req: Request<'_>) -> DavResult<Response> {
@@ -41,9 +41,7 @@ pub async fn handle(st: &AppState, me: &Principal, mut req: Request<'_>) -> DavR
     ctx.deadline = req.deadline;
     let m = req.method.as_str();
     ctx.want_body = matches!(m, "GET" | "HEAD");
-    if ctx.want_body {
-        ctx.found = req.found.take();
-    }
+    ctx.found = req.prefetched.take();
     let res = ctx.resolve(&req.path).await?;
     if !res.allowed().contains(&m) {
         return with_allow(Err(not_allowed(&res, m)), &res);

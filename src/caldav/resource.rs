@@ -65,11 +65,18 @@ impl Res {
     }
 }
 
-/// Per-request context: who asks, and the state they ask of.
-/// `Store::calendar_object`'s answer for an object path: the calendar, if it exists, and the
-/// member with its body, if it exists.
-pub type Found = Option<(Collection, Option<crate::store::StoredObject>)>;
+/// What a request's path resolves to, fetched in the same statement that confirmed the
+/// caller's cached credentials (`app::dav_inner`), so `resolve` need not ask the store again.
+#[derive(Debug)]
+pub enum Prefetched {
+    /// `Store::calendar`'s answer for a calendar path.
+    Calendar(Option<Collection>),
+    /// `Store::calendar_object`'s answer for an object path: the calendar, if it exists, and
+    /// the member (with its body for GET and HEAD), if it exists.
+    Object(Option<(Collection, Option<crate::store::StoredObject>)>),
+}
 
+/// Per-request context: who asks, and the state they ask of.
 pub struct Ctx<'a> {
     pub st: &'a AppState,
     pub me: &'a Principal,
@@ -80,9 +87,9 @@ pub struct Ctx<'a> {
     pub want_body: bool,
     /// The body fetched by `resolve` when `want_body` was set.
     pub prefetched: Option<crate::store::StoredObject>,
-    /// The object path's calendar and member, already fetched with the request's
-    /// authentication (`Request::found`): `resolve` uses them instead of asking the store.
-    pub found: Option<Found>,
+    /// The path's calendar (and member), already fetched with the request's authentication
+    /// (`Request::prefetched`): `resolve` uses them instead of asking the store.
+    pub found: Option<Prefetched>,
     /// When the request's time (`limits.request_timeout_seconds`) runs out. Long loops check
     /// it themselves: CPU work between awaits cannot be interrupted from outside.
     pub deadline: Option<Instant>,
@@ -157,14 +164,20 @@ impl<'a> Ctx<'a> {
             DavPath::CalendarsRoot => Res::CalendarsRoot,
             DavPath::Principal(_) => Res::Principal,
             DavPath::Home(_) => Res::Home(store.home(self.me.id).await?),
-            DavPath::Calendar(_, c) => match store.calendar(self.me.id, c).await? {
-                Some(col) => Res::Calendar(col),
-                None => Res::NewCalendar(c.clone()),
-            },
+            DavPath::Calendar(_, c) => {
+                let found = match self.found.take() {
+                    Some(Prefetched::Calendar(found)) => found,
+                    _ => store.calendar(self.me.id, c).await?,
+                };
+                match found {
+                    Some(col) => Res::Calendar(col),
+                    None => Res::NewCalendar(c.clone()),
+                }
+            }
             DavPath::Object(_, c, o) => {
                 let found = match self.found.take() {
-                    Some(found) => found,
-                    None => {
+                    Some(Prefetched::Object(found)) => found,
+                    _ => {
                         store
                             .calendar_object(self.me.id, c, o, self.want_body)
                             .await?

@@ -194,6 +194,14 @@ pub struct PutOutcome {
     pub created: bool,
 }
 
+/// What `Store::principal_calendar` finds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalCalendar {
+    pub principal_id: i64,
+    pub credentials_version: i64,
+    pub calendar: Option<Collection>,
+}
+
 /// One object's recomputed time index, for `Store::set_time_indexes`.
 #[derive(Debug, Clone)]
 pub struct Reindexed {
@@ -545,6 +553,11 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         with_body: bool,
     ) -> Result<Option<PrincipalObject>>;
+
+    /// The owner's calendar `cal` with the owner's current credentials version, in one
+    /// statement: what `principal_calendar_object` is for object URLs, for calendar URLs.
+    async fn principal_calendar(&self, owner: &str, cal: &str)
+        -> Result<Option<PrincipalCalendar>>;
 
     // Feeds
     async fn create_feed(

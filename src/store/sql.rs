@@ -218,13 +218,22 @@ fn components_from_text(s: &str) -> Vec<ComponentKind> {
 
 const COLLECTION_COLS: &str = "id, owner_id, name, kind, displayname, description, timezone, components, revision, min_revision, used_bytes, created_at, updated_at, \
                                (SELECT COUNT(*) FROM subscriptions s WHERE s.collection_id = collections.id) AS subscribed";
+/// `COLLECTION_COLS` qualified with the table name, for joins.
+macro_rules! collection_qualified_cols {
+    () => {
+        "collections.id, collections.owner_id, collections.name, collections.kind, collections.displayname, \
+         collections.description, collections.timezone, collections.components, collections.revision, \
+         collections.min_revision, collections.used_bytes, collections.created_at, collections.updated_at, \
+         (SELECT COUNT(*) FROM subscriptions s WHERE s.collection_id = collections.id) AS subscribed"
+    };
+}
+const COLLECTION_QUALIFIED_COLS: &str = collection_qualified_cols!();
 /// `COLLECTION_COLS` qualified, for joins with `objects`, whose columns are aliased `o_*`.
-const COLLECTION_JOIN_COLS: &str = "collections.id, collections.owner_id, collections.name, collections.kind, collections.displayname, \
-                                    collections.description, collections.timezone, collections.components, collections.revision, \
-                                    collections.min_revision, collections.used_bytes, collections.created_at, collections.updated_at, \
-                                    (SELECT COUNT(*) FROM subscriptions s WHERE s.collection_id = collections.id) AS subscribed, \
-                                    o.name AS o_name, o.uid AS o_uid, o.etag AS o_etag, o.size AS o_size, o.component AS o_component, \
-                                    o.created_at AS o_created_at, o.modified_at AS o_modified_at";
+const COLLECTION_JOIN_COLS: &str = concat!(
+    collection_qualified_cols!(),
+    ", o.name AS o_name, o.uid AS o_uid, o.etag AS o_etag, o.size AS o_size, o.component AS o_component, \
+     o.created_at AS o_created_at, o.modified_at AS o_modified_at"
+);
 const FEED_COLS: &str =
     "f.id, f.collection_id, c.owner_id, c.name AS calendar, f.token_hint, f.mode, f.window_days, \
                          f.include_alarms, f.include_emails, f.created_at, f.last_used_at";
@@ -453,6 +462,19 @@ fn principal_object_row(r: &dyn Cols, with_body: bool) -> Result<PrincipalObject
         principal_id: r.int("p_id")?,
         credentials_version: r.int("p_credentials_version")?,
         found,
+    })
+}
+
+/// A principal joined with `collection_row`'s columns, all NULL when it has no such calendar.
+fn principal_calendar_row(r: &dyn Cols) -> Result<PrincipalCalendar> {
+    let calendar = match r.opt_text("name")? {
+        None => None,
+        Some(_) => Some(collection_row(r)?),
+    };
+    Ok(PrincipalCalendar {
+        principal_id: r.int("p_id")?,
+        credentials_version: r.int("p_credentials_version")?,
+        calendar,
     })
 }
 
@@ -1497,6 +1519,17 @@ macro_rules! impl_store {
                 );
                 let params = [Param::Text(owner), Param::Text(cal), Param::Text(name)];
                 Ok(self.read(&sql, &params, decode).await?.pop())
+            }
+
+            async fn principal_calendar(&self, owner: &str, cal: &str) -> Result<Option<PrincipalCalendar>> {
+                let sql = format!(
+                    "SELECT p.id AS p_id, p.credentials_version AS p_credentials_version, {COLLECTION_QUALIFIED_COLS} \
+                     FROM principals p \
+                     LEFT JOIN collections ON collections.owner_id = p.id AND collections.name = $2 AND collections.kind = 'calendar' \
+                     WHERE p.name = $1"
+                );
+                let params = [Param::Text(owner), Param::Text(cal)];
+                Ok(self.read(&sql, &params, principal_calendar_row).await?.pop())
             }
 
             async fn create_feed(&self, collection_id: i64, token_hash: &str, token_hint: &str, settings: &FeedSettings) -> Result<Feed> {
