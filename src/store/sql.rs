@@ -478,6 +478,119 @@ fn principal_calendar_row(r: &dyn Cols) -> Result<PrincipalCalendar> {
     })
 }
 
+const CHANGE_HEAD_SQL: &str =
+    "SELECT revision, min_revision, kind, owner_id FROM collections WHERE id = $1";
+
+/// The home's members changed after R: calendars whose revision is after R (created, changed
+/// or with changed contents), and tombstones of deleted ones.
+const HOME_CHANGES_SQL: &str = "SELECT name, revision, deleted FROM ( \
+       SELECT name, revision, CAST(0 AS BIGINT) AS deleted FROM collections \
+         WHERE owner_id = $1 AND kind = 'calendar' AND revision > $2 \
+       UNION ALL \
+       SELECT name, revision, deleted FROM changes \
+         WHERE collection_id = $3 AND revision > $2 AND deleted = 1 AND $4 = 1 \
+     ) AS members ORDER BY revision LIMIT $5";
+
+const CALENDAR_CHANGES_SQL: &str =
+    "SELECT name, revision, deleted FROM changes WHERE collection_id = $1 AND revision > $2 \
+     AND ($3 = 1 OR deleted = 0) ORDER BY revision LIMIT $4";
+
+/// A collection's sync state, read with its changes.
+struct ChangeHead {
+    revision: i64,
+    min_revision: i64,
+    home: bool,
+    owner_id: i64,
+}
+
+impl ChangeHead {
+    /// A token at `since` must lie within the kept change log (`InvalidSyncToken` if not).
+    fn check(&self, since: Option<i64>) -> Result<()> {
+        match since {
+            Some(r) if r < self.min_revision || r > self.revision => {
+                Err(StoreError::InvalidSyncToken)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn changes_sql(&self) -> &'static str {
+        if self.home {
+            HOME_CHANGES_SQL
+        } else {
+            CALENDAR_CHANGES_SQL
+        }
+    }
+}
+
+fn change_head_row(r: &dyn Cols) -> Result<ChangeHead> {
+    Ok(ChangeHead {
+        revision: r.int("revision")?,
+        min_revision: r.int("min_revision")?,
+        home: r.text("kind")? == CollectionKind::Home.as_str(),
+        owner_id: r.int("owner_id")?,
+    })
+}
+
+fn change_params(
+    head: &ChangeHead,
+    collection_id: i64,
+    since: Option<i64>,
+    fetch: i64,
+) -> Vec<Param<'static>> {
+    let after = since.unwrap_or(0);
+    let incremental = since.is_some() as i64;
+    if head.home {
+        vec![
+            Param::Int(head.owner_id),
+            Param::Int(after),
+            Param::Int(collection_id),
+            Param::Int(incremental),
+            Param::Int(fetch),
+        ]
+    } else {
+        vec![
+            Param::Int(collection_id),
+            Param::Int(after),
+            Param::Int(incremental),
+            Param::Int(fetch),
+        ]
+    }
+}
+
+/// (name, revision, deleted) of one change row.
+fn change_row(r: &dyn Cols) -> Result<(String, i64, bool)> {
+    Ok((r.text("name")?, r.int("revision")?, r.int("deleted")? != 0))
+}
+
+fn change_set(
+    head: &ChangeHead,
+    rows: Vec<(String, i64, bool)>,
+    since: Option<i64>,
+    limit: Option<u64>,
+) -> Result<ChangeSet> {
+    let mut changes: Vec<Change> = Vec::with_capacity(rows.len());
+    let mut last = since.unwrap_or(0);
+    let truncated = limit.is_some_and(|l| rows.len() as u64 > l);
+    for (name, revision, deleted) in rows
+        .into_iter()
+        .take(limit.map_or(usize::MAX, |l| l as usize))
+    {
+        // A calendar deleted and re-created since R appears twice; the later wins.
+        // (Only the home can repeat a name, and it has few members.)
+        if head.home {
+            changes.retain(|c| c.name != name);
+        }
+        changes.push(Change { name, deleted });
+        last = revision;
+    }
+    Ok(ChangeSet {
+        revision: if truncated { last } else { head.revision },
+        changes,
+        truncated,
+    })
+}
+
 macro_rules! impl_store {
     ($store:ident, $db:ty, $for_update:literal) => {
         type Tx = Transaction<'static, $db>;
@@ -1707,68 +1820,34 @@ macro_rules! impl_store {
             }
 
             async fn changes_since(&self, collection_id: i64, since: Option<i64>, limit: Option<u64>) -> Result<ChangeSet> {
+                let fetch = limit.map_or(i64::MAX, |l| (l.min(i64::MAX as u64 - 1) + 1) as i64);
+                // The collection's revision and the changes after `since`, in one snapshot: a
+                // write between the two reads must not be listed under the older revision.
+                if let Some(fast) = self.fast_reads() {
+                    let (head, rows) = fast.snapshot(|s| {
+                        let head = s.rows(CHANGE_HEAD_SQL, &[Param::Int(collection_id)], change_head_row)?
+                            .pop()
+                            .ok_or(StoreError::NotFound)?;
+                        head.check(since)?;
+                        let params = change_params(&head, collection_id, since, fetch);
+                        let rows = s.rows(head.changes_sql(), &params, change_row)?;
+                        Ok((head, rows))
+                    })?;
+                    return change_set(&head, rows, since, limit);
+                }
                 let mut tx = self.begin_read().await?;
-                let row = sqlx::query("SELECT revision, min_revision, kind, owner_id FROM collections WHERE id = $1")
+                let row = sqlx::query(CHANGE_HEAD_SQL)
                     .bind(collection_id)
                     .fetch_optional(&mut *tx)
                     .await?
                     .ok_or(StoreError::NotFound)?;
-                let revision: i64 = row.try_get(0)?;
-                let min_revision: i64 = row.try_get(1)?;
-                let kind: String = row.try_get(2)?;
-                let owner_id: i64 = row.try_get(3)?;
-                if let Some(r) = since {
-                    if r < min_revision || r > revision {
-                        return Err(StoreError::InvalidSyncToken);
-                    }
-                }
-                let fetch = limit.map_or(i64::MAX, |l| (l.min(i64::MAX as u64 - 1) + 1) as i64);
-                let rows = if kind == CollectionKind::Home.as_str() {
-                    // The home's members changed after R: calendars whose revision is after R
-                    // (created, changed or with changed contents), and tombstones of deleted ones.
-                    sqlx::query(
-                        "SELECT name, revision, deleted FROM ( \
-                           SELECT name, revision, CAST(0 AS BIGINT) AS deleted FROM collections \
-                             WHERE owner_id = $1 AND kind = 'calendar' AND revision > $2 \
-                           UNION ALL \
-                           SELECT name, revision, deleted FROM changes \
-                             WHERE collection_id = $3 AND revision > $2 AND deleted = 1 AND $4 = 1 \
-                         ) AS members ORDER BY revision LIMIT $5",
-                    )
-                    .bind(owner_id)
-                    .bind(since.unwrap_or(0))
-                    .bind(collection_id)
-                    .bind(since.is_some() as i64)
-                    .bind(fetch)
-                    .fetch_all(&mut *tx)
-                    .await?
-                } else {
-                    sqlx::query(
-                        "SELECT name, revision, deleted FROM changes WHERE collection_id = $1 AND revision > $2 \
-                         AND ($3 = 1 OR deleted = 0) ORDER BY revision LIMIT $4",
-                    )
-                    .bind(collection_id)
-                    .bind(since.unwrap_or(0))
-                    .bind(since.is_some() as i64)
-                    .bind(fetch)
-                    .fetch_all(&mut *tx)
-                    .await?
-                };
+                let head = change_head_row(&row)?;
+                head.check(since)?;
+                let params = change_params(&head, collection_id, since, fetch);
+                let q = bind_params!(sqlx::query(head.changes_sql()), &params, Self::bind_ints, Self::bind_texts);
+                let rows = q.fetch_all(&mut *tx).await?.iter().map(|r| change_row(r)).collect::<Result<Vec<_>>>()?;
                 tx.commit().await?;
-                let mut changes = Vec::with_capacity(rows.len());
-                let mut last = since.unwrap_or(0);
-                let truncated = limit.is_some_and(|l| rows.len() as u64 > l);
-                for r in rows.iter().take(limit.map_or(usize::MAX, |l| l as usize)) {
-                    let name: String = r.try_get(0)?;
-                    // A calendar deleted and re-created since R appears twice; the later wins.
-                    // (Only the home can repeat a name, and it has few members.)
-                    if kind == CollectionKind::Home.as_str() {
-                        changes.retain(|c: &Change| c.name != name);
-                    }
-                    changes.push(Change { name, deleted: r.try_get::<i64, _>(2)? != 0 });
-                    last = r.try_get(1)?;
-                }
-                Ok(ChangeSet { revision: if truncated { last } else { revision }, changes, truncated })
+                change_set(&head, rows, since, limit)
             }
         }
     };

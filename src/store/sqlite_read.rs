@@ -133,6 +133,22 @@ impl FastReads {
         Ok(conn)
     }
 
+    /// Runs `f`'s reads in one read transaction, so they all see the same snapshot.
+    pub fn snapshot<T>(&self, f: impl FnOnce(&Snapshot<'_>) -> Result<T>) -> Result<T> {
+        let conn = self.take()?;
+        let out = conn
+            .execute_batch("BEGIN")
+            .map_err(StoreError::from)
+            .and_then(|()| f(&Snapshot { conn: &conn }));
+        // Ending a read transaction cannot lose anything; a connection that cannot end one is
+        // not returned to the idle list.
+        let ended = conn.execute_batch(if out.is_ok() { "COMMIT" } else { "ROLLBACK" });
+        if ended.is_ok() {
+            self.give_back(conn);
+        }
+        out
+    }
+
     /// Runs `sql` with `params` (bound by their `$n` names) and decodes every row with `f`.
     pub fn rows<T>(
         &self,
@@ -140,17 +156,42 @@ impl FastReads {
         params: &[Param<'_>],
         f: impl Fn(&dyn Cols) -> Result<T>,
     ) -> Result<Vec<T>> {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match idle {
-            Some(c) => c,
-            None => self.connect()?,
-        };
+        let conn = self.take()?;
         let out = run(&conn, sql, params, f);
+        self.give_back(conn);
+        out
+    }
+
+    /// The most recently returned idle connection, or a new one.
+    fn take(&self) -> Result<Connection> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match idle {
+            Some(c) => Ok(c),
+            None => Ok(self.connect()?),
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(conn);
         }
-        out
+    }
+}
+
+/// Reads inside one read transaction (`FastReads::snapshot`).
+pub struct Snapshot<'c> {
+    conn: &'c Connection,
+}
+
+impl Snapshot<'_> {
+    pub fn rows<T>(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+        f: impl Fn(&dyn Cols) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        run(self.conn, sql, params, f)
     }
 }
 
