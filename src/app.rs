@@ -294,8 +294,9 @@ async fn dav_inner(st: &AppState, req: Request) -> Response {
     let (me, prefetched) = match quick {
         Some((me, prefetched)) => (me, Some(prefetched)),
         None => {
-            let authenticated =
-                within(timeout, authenticate(st, req.headers(), peer_ip(&req))).await;
+            // What the quick path used of the request's time is not given again.
+            let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
+            let authenticated = within(left, authenticate(st, req.headers(), peer_ip(&req))).await;
             match authenticated {
                 None => return answer_early(req, timed_out()).await,
                 Some(Ok(p)) => (p, None),
@@ -354,15 +355,15 @@ async fn quick_resolve(
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let me = st.auth.cached_principal(header)?;
+    let mut me = st.auth.cached_principal(header)?;
     if me.name != *owner {
         return None;
     }
-    let (id, version, prefetched) = match path {
+    let (id, version, email, prefetched) = match path {
         DavPath::Calendar(_, cal) => {
             let now = st.store.principal_calendar(&me.name, cal).await.ok()??;
             let found = Prefetched::Calendar(now.calendar);
-            (now.principal_id, now.credentials_version, found)
+            (now.principal_id, now.credentials_version, now.email, found)
         }
         DavPath::Object(_, cal, obj) => {
             let body = method == axum::http::Method::GET || method == axum::http::Method::HEAD;
@@ -372,11 +373,16 @@ async fn quick_resolve(
                 .await
                 .ok()??;
             let found = Prefetched::Object(now.found);
-            (now.principal_id, now.credentials_version, found)
+            (now.principal_id, now.credentials_version, now.email, found)
         }
         _ => return None,
     };
-    (id == me.id && version == me.credentials_version).then_some((me, prefetched))
+    if id != me.id || version != me.credentials_version {
+        return None;
+    }
+    // The cached principal is as it was at login; its address may have changed since.
+    me.email = email;
+    Some((me, prefetched))
 }
 
 /// Runs `work` for at most `limit` (`None`: without limit); `None` when time ran out.

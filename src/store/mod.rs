@@ -199,6 +199,8 @@ pub struct PutOutcome {
 pub struct PrincipalCalendar {
     pub principal_id: i64,
     pub credentials_version: i64,
+    /// The principal's current address (it can change without new credentials).
+    pub email: Option<String>,
     pub calendar: Option<Collection>,
 }
 
@@ -216,6 +218,8 @@ pub struct Reindexed {
 pub struct PrincipalObject {
     pub principal_id: i64,
     pub credentials_version: i64,
+    /// The principal's current address (it can change without new credentials).
+    pub email: Option<String>,
     /// `calendar_object`'s answer: the calendar, if it exists, and the member, if it exists.
     pub found: Option<(Collection, Option<StoredObject>)>,
 }

@@ -461,6 +461,7 @@ fn principal_object_row(r: &dyn Cols, with_body: bool) -> Result<PrincipalObject
     Ok(PrincipalObject {
         principal_id: r.int("p_id")?,
         credentials_version: r.int("p_credentials_version")?,
+        email: r.opt_text("p_email")?,
         found,
     })
 }
@@ -474,6 +475,7 @@ fn principal_calendar_row(r: &dyn Cols) -> Result<PrincipalCalendar> {
     Ok(PrincipalCalendar {
         principal_id: r.int("p_id")?,
         credentials_version: r.int("p_credentials_version")?,
+        email: r.opt_text("p_email")?,
         calendar,
     })
 }
@@ -1624,7 +1626,7 @@ macro_rules! impl_store {
                     ("", |r| principal_object_row(r, false))
                 };
                 let sql = format!(
-                    "SELECT p.id AS p_id, p.credentials_version AS p_credentials_version, {COLLECTION_JOIN_COLS}{body} \
+                    "SELECT p.id AS p_id, p.credentials_version AS p_credentials_version, p.email AS p_email, {COLLECTION_JOIN_COLS}{body} \
                      FROM principals p \
                      LEFT JOIN collections ON collections.owner_id = p.id AND collections.name = $2 AND collections.kind = 'calendar' \
                      LEFT JOIN objects o ON o.collection_id = collections.id AND o.name = $3 \
@@ -1636,7 +1638,7 @@ macro_rules! impl_store {
 
             async fn principal_calendar(&self, owner: &str, cal: &str) -> Result<Option<PrincipalCalendar>> {
                 let sql = format!(
-                    "SELECT p.id AS p_id, p.credentials_version AS p_credentials_version, {COLLECTION_QUALIFIED_COLS} \
+                    "SELECT p.id AS p_id, p.credentials_version AS p_credentials_version, p.email AS p_email, {COLLECTION_QUALIFIED_COLS} \
                      FROM principals p \
                      LEFT JOIN collections ON collections.owner_id = p.id AND collections.name = $2 AND collections.kind = 'calendar' \
                      WHERE p.name = $1"
