@@ -26,6 +26,8 @@ use tokio::sync::Semaphore;
 
 /// Read connections open at once, per process (the pool has its own for writes).
 const MAX_READERS: usize = 8;
+/// How long opening a read connection may take (the pool's acquire timeout).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// A connection older than this is closed when returned, so that a backend's per-session
 /// memory (caches, plans) does not grow for ever.
 const MAX_AGE: Duration = Duration::from_secs(30 * 60);
@@ -84,9 +86,14 @@ impl PgReads {
         rows?.iter().map(|r| f(r)).collect()
     }
 
+    /// A new connection, within the same 15 s the pool allows for acquiring one: a database
+    /// that does not answer fails the read instead of holding it without end.
     async fn connect(&self) -> Result<Idle> {
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&self.opts))
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
         Ok(Idle {
-            conn: PgConnection::connect_with(&self.opts).await?,
+            conn,
             born: Instant::now(),
         })
     }
