@@ -13,7 +13,7 @@ use almanac::ical::expand::Budget;
 use almanac::ical::freebusy::utc_stamp;
 use almanac::ical::tz::Zone;
 use almanac::ical::{self, CalendarObject, ComponentKind};
-use almanac::store::{Candidates, NewCalendar};
+use almanac::store::{Candidates, Collection, NewCalendar};
 
 /// xorshift64*: deterministic, dependency-free.
 struct Rng(u64);
@@ -180,11 +180,11 @@ fn filter_for(kind: ComponentKind, from: i64, to: i64) -> Filter {
     Filter::parse(&almanac::dav::xml::parse(xml.as_bytes()).unwrap()).unwrap()
 }
 
-pub async fn prefilter_never_drops_a_match(s: &TestServer) {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+/// alice's calendar `name` for events, to-dos and journals, made through the store.
+async fn mixed_calendar(s: &TestServer, name: &str) -> Collection {
     let p = s.store.principal_by_name("alice").await.unwrap().unwrap();
     let new = NewCalendar {
-        name: "prop".into(),
+        name: name.into(),
         components: vec![
             ComponentKind::Event,
             ComponentKind::Todo,
@@ -192,7 +192,12 @@ pub async fn prefilter_never_drops_a_match(s: &TestServer) {
         ],
         ..Default::default()
     };
-    let col = s.store.create_calendar(p.id, &new).await.unwrap();
+    s.store.create_calendar(p.id, &new).await.unwrap()
+}
+
+pub async fn prefilter_never_drops_a_match(s: &TestServer) {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let col = mixed_calendar(s, "prop").await;
     let mut objs = Vec::new();
     let mut parsed = Vec::new();
     for i in 0..400 {
@@ -423,17 +428,7 @@ async fn occurrences_in(
 /// writing the objects produced, and a second pass finds nothing to do.
 pub async fn reindex_restores_a_stale_index(s: &TestServer) {
     let mut rng = Rng(0x5DEE_CE66_D1CE_4E5B);
-    let p = s.store.principal_by_name("alice").await.unwrap().unwrap();
-    let new = NewCalendar {
-        name: "stale".into(),
-        components: vec![
-            ComponentKind::Event,
-            ComponentKind::Todo,
-            ComponentKind::Journal,
-        ],
-        ..Default::default()
-    };
-    let col = s.store.create_calendar(p.id, &new).await.unwrap();
+    let col = mixed_calendar(s, "stale").await;
     // More than one reindex batch (500).
     let objs: Vec<(String, CalendarObject)> = (0..1_100)
         .map(|i| {
