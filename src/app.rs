@@ -359,30 +359,29 @@ async fn quick_resolve(
     if me.name != *owner {
         return None;
     }
-    let (id, version, email, prefetched) = match path {
-        DavPath::Calendar(_, cal) => {
-            let now = st.store.principal_calendar(&me.name, cal).await.ok()??;
-            let found = Prefetched::Calendar(now.calendar);
-            (now.principal_id, now.credentials_version, now.email, found)
-        }
+    let now = match path {
+        DavPath::Calendar(_, cal) => st
+            .store
+            .principal_calendar(&me.name, cal)
+            .await
+            .ok()??
+            .map(Prefetched::Calendar),
         DavPath::Object(_, cal, obj) => {
             let body = method == axum::http::Method::GET || method == axum::http::Method::HEAD;
-            let now = st
-                .store
+            st.store
                 .principal_calendar_object(&me.name, cal, obj, body)
                 .await
-                .ok()??;
-            let found = Prefetched::Object(now.found);
-            (now.principal_id, now.credentials_version, now.email, found)
+                .ok()??
+                .map(Prefetched::Object)
         }
         _ => return None,
     };
-    if id != me.id || version != me.credentials_version {
+    if now.principal_id != me.id || now.credentials_version != me.credentials_version {
         return None;
     }
     // The cached principal is as it was at login; its address may have changed since.
-    me.email = email;
-    Some((me, prefetched))
+    me.email = now.email;
+    Some((me, now.found))
 }
 
 /// Runs `work` for at most `limit` (`None`: without limit); `None` when time ran out.

@@ -32,7 +32,7 @@ pub async fn report(ctx: &mut Ctx<'_>, r: &Res, req: &Request<'_>) -> DavResult<
     // Depth is meaningless for these reports on a calendar (Evolution sends 0 for a query that
     // means 1), but garbage is still refused.
     let _ = headers::depth(req.headers, Depth::Zero)?;
-    ctx.load_home_for(asked_names(&root).iter()).await?;
+    ctx.load_home_for(asked_names(&root)).await?;
     match (root.name.ns.as_str(), root.name.local.as_str(), r) {
         (NS_DAV, "sync-collection", Res::Home(c) | Res::Calendar(c)) => {
             sync_collection(ctx, r, c, &root).await
@@ -329,8 +329,8 @@ async fn multiget(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Re
 }
 
 /// Every element name in a report body (the properties it asks for among them).
-fn asked_names(root: &Element) -> Vec<QName> {
-    let mut names = vec![root.name.clone()];
+fn asked_names(root: &Element) -> Vec<&QName> {
+    let mut names = vec![&root.name];
     for e in root.elements() {
         names.extend(asked_names(e));
     }

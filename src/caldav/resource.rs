@@ -73,7 +73,7 @@ pub enum Prefetched {
     Calendar(Option<Collection>),
     /// `Store::calendar_object`'s answer for an object path: the calendar, if it exists, and
     /// the member (with its body for GET and HEAD), if it exists.
-    Object(Option<(Collection, Option<crate::store::StoredObject>)>),
+    Object(crate::store::CalendarObjectFound),
 }
 
 /// Per-request context: who asks, and the state they ask of.

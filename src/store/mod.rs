@@ -194,14 +194,31 @@ pub struct PutOutcome {
     pub created: bool,
 }
 
-/// What `Store::principal_calendar` finds.
+/// `Store::calendar_object`'s answer for an object URL: the calendar, if it exists, and the
+/// member (with its body when asked for), if it exists.
+pub type CalendarObjectFound = Option<(Collection, Option<StoredObject>)>;
+
+/// What a lookup by the owner's name finds (`Store::principal_calendar`,
+/// `Store::principal_calendar_object`): the owner's current credentials, to confirm cached
+/// ones, beside what the path resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrincipalCalendar {
+pub struct Credentialed<T> {
     pub principal_id: i64,
     pub credentials_version: i64,
     /// The principal's current address (it can change without new credentials).
     pub email: Option<String>,
-    pub calendar: Option<Collection>,
+    pub found: T,
+}
+
+impl<T> Credentialed<T> {
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Credentialed<U> {
+        Credentialed {
+            principal_id: self.principal_id,
+            credentials_version: self.credentials_version,
+            email: self.email,
+            found: f(self.found),
+        }
+    }
 }
 
 /// One object's recomputed time index, for `Store::set_time_indexes`.
@@ -211,17 +228,6 @@ pub struct Reindexed {
     pub name: String,
     /// `None`: the object no longer parses.
     pub index: Option<crate::ical::TimeIndex>,
-}
-
-/// What `Store::principal_calendar_object` finds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrincipalObject {
-    pub principal_id: i64,
-    pub credentials_version: i64,
-    /// The principal's current address (it can change without new credentials).
-    pub email: Option<String>,
-    /// `calendar_object`'s answer: the calendar, if it exists, and the member, if it exists.
-    pub found: Option<(Collection, Option<StoredObject>)>,
 }
 
 /// A member that changed after a sync token's revision.
@@ -545,10 +551,10 @@ pub trait Store: Send + Sync + 'static {
         cal: &str,
         name: &str,
         with_body: bool,
-    ) -> Result<Option<(Collection, Option<StoredObject>)>>;
-    /// `calendar_object` looked up by the owner's name, with the owner's current credentials
-    /// version: a GET whose credentials the authenticator verified moments ago confirms they
-    /// still hold and fetches the object in one statement instead of two (`None`: no such
+    ) -> Result<CalendarObjectFound>;
+    /// `calendar_object` looked up by the owner's name, with the owner's current credentials:
+    /// a request whose credentials the authenticator verified moments ago confirms they still
+    /// hold and resolves its object in one statement instead of two (`None`: no such
     /// principal).
     async fn principal_calendar_object(
         &self,
@@ -556,12 +562,15 @@ pub trait Store: Send + Sync + 'static {
         cal: &str,
         name: &str,
         with_body: bool,
-    ) -> Result<Option<PrincipalObject>>;
+    ) -> Result<Option<Credentialed<CalendarObjectFound>>>;
 
-    /// The owner's calendar `cal` with the owner's current credentials version, in one
-    /// statement: what `principal_calendar_object` is for object URLs, for calendar URLs.
-    async fn principal_calendar(&self, owner: &str, cal: &str)
-        -> Result<Option<PrincipalCalendar>>;
+    /// `calendar` looked up by the owner's name, with the owner's current credentials: what
+    /// `principal_calendar_object` is for object URLs, for calendar URLs.
+    async fn principal_calendar(
+        &self,
+        owner: &str,
+        cal: &str,
+    ) -> Result<Option<Credentialed<Option<Collection>>>>;
 
     // Feeds
     async fn create_feed(

@@ -227,13 +227,16 @@ macro_rules! collection_qualified_cols {
          (SELECT COUNT(*) FROM subscriptions s WHERE s.collection_id = collections.id) AS subscribed"
     };
 }
-const COLLECTION_QUALIFIED_COLS: &str = collection_qualified_cols!();
+/// An object's metadata columns aliased `o_*`, for joins of a calendar with one of its objects.
+macro_rules! object_join_cols {
+    () => {
+        "o.name AS o_name, o.uid AS o_uid, o.etag AS o_etag, o.size AS o_size, o.component AS o_component, \
+         o.created_at AS o_created_at, o.modified_at AS o_modified_at"
+    };
+}
+const OBJECT_JOIN_COLS: &str = object_join_cols!();
 /// `COLLECTION_COLS` qualified, for joins with `objects`, whose columns are aliased `o_*`.
-const COLLECTION_JOIN_COLS: &str = concat!(
-    collection_qualified_cols!(),
-    ", o.name AS o_name, o.uid AS o_uid, o.etag AS o_etag, o.size AS o_size, o.component AS o_component, \
-     o.created_at AS o_created_at, o.modified_at AS o_modified_at"
-);
+const COLLECTION_JOIN_COLS: &str = concat!(collection_qualified_cols!(), ", ", object_join_cols!());
 const FEED_COLS: &str =
     "f.id, f.collection_id, c.owner_id, c.name AS calendar, f.token_hint, f.mode, f.window_days, \
                          f.include_alarms, f.include_emails, f.created_at, f.last_used_at";
@@ -278,17 +281,29 @@ const OBJECT_UPSERT: &str = "INSERT INTO objects (collection_id, name, uid, etag
 macro_rules! bind_object_row {
     ($q:expr, $collection_id:expr, $name:expr, $obj:expr, $etag:expr, $t:expr) => {{
         let ti = &$obj.index.time;
-        $q.bind($collection_id)
+        let q = $q
+            .bind($collection_id)
             .bind($name)
             .bind(&$obj.index.uid)
             .bind($etag)
             .bind(&$obj.raw)
             .bind($obj.raw.len() as i64)
             .bind($obj.index.component.as_str())
-            .bind($t)
-            .bind(INDEX_VERSION)
-            .bind(ti.first_start)
-            .bind(ti.last_end)
+            .bind($t);
+        bind_time_index!(q, ti, true)
+    }};
+}
+
+/// Binds a time index in the column order `index_version, first_start, last_end, recurring,
+/// floating, all_day, transp, status, class, occ_until`. `$parses` false: the object no longer
+/// parses, so it has no bounds and stays a candidate for every window.
+macro_rules! bind_time_index {
+    ($q:expr, $ti:expr, $parses:expr) => {{
+        let ti: &TimeIndex = $ti;
+        let parses: bool = $parses;
+        $q.bind(INDEX_VERSION)
+            .bind(ti.first_start.filter(|_| parses))
+            .bind(ti.last_end.filter(|_| parses))
             .bind(ti.recurring as i64)
             .bind(ti.floating as i64)
             .bind(ti.all_day as i64)
@@ -451,14 +466,18 @@ fn calendar_object_row(
     Ok((c, obj))
 }
 
-/// A principal joined with `calendar_object_row`'s columns, which are all NULL when the
-/// principal has no such calendar.
-fn principal_object_row(r: &dyn Cols, with_body: bool) -> Result<PrincipalObject> {
-    let found = match r.opt_text("name")? {
-        None => None,
-        Some(_) => Some(calendar_object_row(r, with_body)?),
-    };
-    Ok(PrincipalObject {
+/// The owner's current credentials (`Credentialed`), selected by name, with the calendar named
+/// `$2` joined (its columns all NULL when the owner has none by that name).
+const PRINCIPAL_CALENDAR_SELECT: &str = concat!(
+    "SELECT p.id AS p_id, p.credentials_version AS p_credentials_version, p.email AS p_email, ",
+    collection_qualified_cols!()
+);
+const PRINCIPAL_CALENDAR_FROM: &str = "FROM principals p LEFT JOIN collections \
+     ON collections.owner_id = p.id AND collections.name = $2 AND collections.kind = 'calendar'";
+
+/// The `p_*` columns of `PRINCIPAL_CALENDAR_SELECT` around what the lookup found.
+fn credentialed<T>(r: &dyn Cols, found: T) -> Result<Credentialed<T>> {
+    Ok(Credentialed {
         principal_id: r.int("p_id")?,
         credentials_version: r.int("p_credentials_version")?,
         email: r.opt_text("p_email")?,
@@ -466,18 +485,25 @@ fn principal_object_row(r: &dyn Cols, with_body: bool) -> Result<PrincipalObject
     })
 }
 
-/// A principal joined with `collection_row`'s columns, all NULL when it has no such calendar.
-fn principal_calendar_row(r: &dyn Cols) -> Result<PrincipalCalendar> {
+/// `principal_calendar`'s row: the calendar when there is one (its `name` is not NULL).
+fn principal_calendar_row(r: &dyn Cols) -> Result<Credentialed<Option<Collection>>> {
     let calendar = match r.opt_text("name")? {
         None => None,
         Some(_) => Some(collection_row(r)?),
     };
-    Ok(PrincipalCalendar {
-        principal_id: r.int("p_id")?,
-        credentials_version: r.int("p_credentials_version")?,
-        email: r.opt_text("p_email")?,
-        calendar,
-    })
+    credentialed(r, calendar)
+}
+
+/// `principal_calendar_object`'s row: `calendar_object_row` when there is a calendar.
+fn principal_object_row(
+    r: &dyn Cols,
+    with_body: bool,
+) -> Result<Credentialed<CalendarObjectFound>> {
+    let found = match r.opt_text("name")? {
+        None => None,
+        Some(_) => Some(calendar_object_row(r, with_body)?),
+    };
+    credentialed(r, found)
 }
 
 const CHANGE_HEAD_SQL: &str =
@@ -1219,24 +1245,14 @@ macro_rules! impl_store {
                 for item in items {
                     let ti = item.index.as_ref();
                     let t = ti.unwrap_or(&default);
-                    let id: Option<i64> = sqlx::query_scalar(
+                    let q = sqlx::query_scalar(
                         "UPDATE objects SET index_version = $3, first_start = $4, last_end = $5, recurring = $6, \
                          floating = $7, all_day = $8, transp = $9, status = $10, class = $11, occ_until = $12 \
                          WHERE collection_id = $1 AND name = $2 AND index_version < $3 RETURNING id",
                     )
                     .bind(item.collection_id)
-                    .bind(&item.name)
-                    .bind(INDEX_VERSION)
-                    // An object that no longer parses stays a candidate for every window.
-                    .bind(ti.and(t.first_start))
-                    .bind(ti.and(t.last_end))
-                    .bind(t.recurring as i64)
-                    .bind(t.floating as i64)
-                    .bind(t.all_day as i64)
-                    .bind(&t.transp)
-                    .bind(&t.status)
-                    .bind(&t.class)
-                    .bind(occ_until(t))
+                    .bind(&item.name);
+                    let id: Option<i64> = bind_time_index!(q, t, ti.is_some())
                     .fetch_optional(&mut *tx)
                     .await?;
                     if let Some(id) = id {
@@ -1604,7 +1620,7 @@ macro_rules! impl_store {
                 Ok(self.read(&sql, &[Param::Int(id)], collection_row).await?.pop())
             }
 
-            async fn calendar_object(&self, owner_id: i64, cal: &str, name: &str, with_body: bool) -> Result<Option<(Collection, Option<StoredObject>)>> {
+            async fn calendar_object(&self, owner_id: i64, cal: &str, name: &str, with_body: bool) -> Result<CalendarObjectFound> {
                 let (body, decode): (&str, fn(&dyn Cols) -> Result<(Collection, Option<StoredObject>)>) = if with_body {
                     (", o.ics AS o_ics", |r| calendar_object_row(r, true))
                 } else {
@@ -1619,16 +1635,14 @@ macro_rules! impl_store {
                 Ok(self.read(&sql, &params, decode).await?.pop())
             }
 
-            async fn principal_calendar_object(&self, owner: &str, cal: &str, name: &str, with_body: bool) -> Result<Option<PrincipalObject>> {
-                let (body, decode): (&str, fn(&dyn Cols) -> Result<PrincipalObject>) = if with_body {
+            async fn principal_calendar_object(&self, owner: &str, cal: &str, name: &str, with_body: bool) -> Result<Option<Credentialed<CalendarObjectFound>>> {
+                let (body, decode): (&str, fn(&dyn Cols) -> Result<Credentialed<CalendarObjectFound>>) = if with_body {
                     (", o.ics AS o_ics", |r| principal_object_row(r, true))
                 } else {
                     ("", |r| principal_object_row(r, false))
                 };
                 let sql = format!(
-                    "SELECT p.id AS p_id, p.credentials_version AS p_credentials_version, p.email AS p_email, {COLLECTION_JOIN_COLS}{body} \
-                     FROM principals p \
-                     LEFT JOIN collections ON collections.owner_id = p.id AND collections.name = $2 AND collections.kind = 'calendar' \
+                    "{PRINCIPAL_CALENDAR_SELECT}, {OBJECT_JOIN_COLS}{body} {PRINCIPAL_CALENDAR_FROM} \
                      LEFT JOIN objects o ON o.collection_id = collections.id AND o.name = $3 \
                      WHERE p.name = $1"
                 );
@@ -1636,13 +1650,8 @@ macro_rules! impl_store {
                 Ok(self.read(&sql, &params, decode).await?.pop())
             }
 
-            async fn principal_calendar(&self, owner: &str, cal: &str) -> Result<Option<PrincipalCalendar>> {
-                let sql = format!(
-                    "SELECT p.id AS p_id, p.credentials_version AS p_credentials_version, p.email AS p_email, {COLLECTION_QUALIFIED_COLS} \
-                     FROM principals p \
-                     LEFT JOIN collections ON collections.owner_id = p.id AND collections.name = $2 AND collections.kind = 'calendar' \
-                     WHERE p.name = $1"
-                );
+            async fn principal_calendar(&self, owner: &str, cal: &str) -> Result<Option<Credentialed<Option<Collection>>>> {
+                let sql = format!("{PRINCIPAL_CALENDAR_SELECT} {PRINCIPAL_CALENDAR_FROM} WHERE p.name = $1");
                 let params = [Param::Text(owner), Param::Text(cal)];
                 Ok(self.read(&sql, &params, principal_calendar_row).await?.pop())
             }
