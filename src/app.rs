@@ -83,6 +83,12 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Nagle's algorithm would hold back the last, short segment of a multistatus sent in
+        // pieces until the client acknowledges the ones before it (a delayed ACK: up to 40 ms
+        // on Linux); a response is written in as few writes as hyper can, so none are tiny.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, %peer, "TCP_NODELAY not set");
+        }
         // Held by the connection's task until the connection ends, idle time included.
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             refuse(stream, peer, &refusals);
