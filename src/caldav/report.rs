@@ -14,8 +14,8 @@ use super::methods::{multistatus, prop_names, prop_response, PropFind};
 use super::resource::{Ctx, Res};
 use super::Request;
 use crate::dav::headers::{self, Depth};
-use crate::dav::multistatus::{write_status_response, PropValue};
-use crate::dav::path::DavPath;
+use crate::dav::multistatus::{write_found_texts, write_status_response, PropValue};
+use crate::dav::path::{self, DavPath};
 use crate::dav::xml::{self, Element, QName, XmlWriter, NS_CALDAV, NS_DAV};
 use crate::dav::{DavError, DavResult};
 use crate::ical::expand::{Budget, LimitExceeded, FLOATING_SLACK};
@@ -309,6 +309,9 @@ async fn multiget(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Re
             }
         }
     }
+    let direct = asks_etags_and_plain_data(&wanted);
+    let asked = asked_props(&wanted);
+    let data_name = QName::new(NS_CALDAV, "calendar-data");
     let mut w = XmlWriter::new();
     w.start(NS_DAV, "multistatus");
     for (href, target) in hrefs.iter().zip(&targets) {
@@ -317,6 +320,13 @@ async fn multiget(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Re
             Some((col, objects.get(&(cal.clone(), name.clone()))?))
         });
         match found {
+            Some(((col, _), obj)) if direct => {
+                ctx.check_deadline()?;
+                let href = path::object_href(&ctx.me.name, &col.name, &obj.meta.name);
+                let etag = asked.iter().map(|q| (*q, obj.meta.etag.as_str()));
+                let data = wanted.data.as_ref().map(|_| (&data_name, obj.ics.as_str()));
+                write_found_texts(&mut w, &href, etag.chain(data));
+            }
             Some(((col, zone), obj)) => {
                 write_object(ctx, &mut w, col, obj, &wanted, zone, &budget).await?
             }
@@ -392,18 +402,27 @@ async fn query(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Respo
         to: pre.window.map(|w| w.1),
     };
     let budget = ctx.budget();
-    // Objects the stored occurrences answer, and objects that must be parsed to decide.
-    let (mut hits, to_parse) = match filter.event_window_only() {
+    let etags_only = asks_only_etags(&wanted);
+    // Objects the stored occurrences answer (by name and ETag alone when that is all the
+    // answer shows), and objects that must be parsed to decide.
+    let (mut named, mut hits, to_parse) = match filter.event_window_only() {
         Some(tr) => {
-            let sel = select_by_occurrences(ctx, c, tr, &floating, &cand).await?;
-            let hits = ctx
-                .st
-                .store
-                .objects_by_ids(c.id, &sel.hits, wanted.data.is_some())
-                .await?;
-            (hits, sel.to_parse)
+            let sel = select_by_occurrences(ctx, c, tr, &floating, &cand, etags_only).await?;
+            let hits = if etags_only {
+                Vec::new()
+            } else {
+                ctx.st
+                    .store
+                    .objects_by_ids(c.id, &sel.hits, wanted.data.is_some())
+                    .await?
+            };
+            (sel.named, hits, sel.to_parse)
         }
-        None => (Vec::new(), ctx.st.store.candidates(c.id, &cand).await?),
+        None => (
+            Vec::new(),
+            Vec::new(),
+            ctx.st.store.candidates(c.id, &cand).await?,
+        ),
     };
     for obj in to_parse {
         ctx.check_deadline()?;
@@ -418,15 +437,58 @@ async fn query(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Respo
             hits.push(obj);
         }
     }
-    hits.sort_unstable_by(|a, b| a.meta.name.cmp(&b.meta.name));
     let mut w = XmlWriter::new();
     w.start(NS_DAV, "multistatus");
-    let shared = Arc::new(c.clone());
-    for obj in &hits {
-        write_object(ctx, &mut w, &shared, obj, &wanted, &floating, &budget).await?;
+    if etags_only {
+        named.extend(hits.into_iter().map(|o| (o.meta.name, o.meta.etag)));
+        named.sort_unstable();
+        let asked = asked_props(&wanted);
+        let collection_href = path::calendar_href(&ctx.me.name, &c.name);
+        for (name, etag) in &named {
+            ctx.check_deadline()?;
+            let href = path::member_href(&collection_href, name);
+            // As `prop_response` answers it: one entry per name asked.
+            write_found_texts(&mut w, &href, asked.iter().map(|q| (*q, etag.as_str())));
+        }
+    } else {
+        hits.sort_unstable_by(|a, b| a.meta.name.cmp(&b.meta.name));
+        let shared = Arc::new(c.clone());
+        for obj in &hits {
+            write_object(ctx, &mut w, &shared, obj, &wanted, &floating, &budget).await?;
+        }
     }
     w.end();
     Ok(multistatus(w))
+}
+
+/// Whether a report asks for nothing but ETags (DAV:getetag, without calendar-data), as
+/// clients do to learn what a window holds: such an answer needs each match's name and ETag
+/// only, which the occurrence index carries.
+fn asks_only_etags(wanted: &Wanted) -> bool {
+    wanted.data.is_none() && asks_etags_and_plain_data(wanted)
+}
+
+/// Whether a report asks for ETags and the stored calendar data as it is, and nothing else
+/// (what clients' multigets ask): each answer is then the name, the ETag and the stored
+/// text, written without the general property machinery.
+fn asks_etags_and_plain_data(wanted: &Wanted) -> bool {
+    match &wanted.props {
+        PropFind::Prop(names) => {
+            (!names.is_empty() || wanted.data.is_some())
+                && wanted.data.as_ref().is_none_or(CalendarData::is_plain)
+                && names.iter().all(|n| n.ns == NS_DAV && n.local == "getetag")
+        }
+        _ => false,
+    }
+}
+
+/// The property names a prop-list report asks for, in its order (empty for allprop and
+/// propname, which the fast paths above never take).
+fn asked_props(wanted: &Wanted) -> Vec<&QName> {
+    match &wanted.props {
+        PropFind::Prop(names) => names.iter().collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// What the occurrence index says about a window: objects with an occurrence in it, and the
@@ -434,7 +496,10 @@ async fn query(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Respo
 /// they are read in is not UTC, and objects whose occurrences are not stored up to the
 /// window's end (`unindexed_candidates` of `cand`).
 struct Selection {
+    /// The ids of the hits.
     hits: Vec<i64>,
+    /// With `members`: the name and ETag of each hit, from the occurrence index.
+    named: Vec<(String, String)>,
     to_parse: Vec<StoredObject>,
     /// The busy time of the hits' occurrences, clipped to the window (free-busy).
     busy: Vec<freebusy::BusyPeriod>,
@@ -446,23 +511,32 @@ async fn select_by_occurrences(
     tr: TimeRange,
     floating: &Zone,
     cand: &Candidates,
+    members: bool,
 ) -> DavResult<Selection> {
     // Occurrences of floating objects were computed with floating times read in UTC.
     let utc = matches!(floating, Zone::Utc);
     let slack = if utc { 0 } else { FLOATING_SLACK };
-    let rows = ctx
-        .st
-        .store
-        .occurrences(c.id, tr.start, tr.end, slack)
-        .await?;
-    let mut hits = std::collections::BTreeSet::new();
+    let store = &ctx.st.store;
+    let (rows, mut keys): (Vec<_>, Vec<_>) = if members {
+        let m = store.occurrence_members(c.id, tr.start, tr.end, slack);
+        m.await?
+            .into_iter()
+            .map(|m| (m.row, (m.name, m.etag)))
+            .unzip()
+    } else {
+        let rows = store.occurrences(c.id, tr.start, tr.end, slack).await?;
+        (rows, Vec::new())
+    };
+    let mut hits = std::collections::BTreeMap::new();
     let mut verify = std::collections::BTreeSet::new();
     let mut busy = Vec::new();
-    for r in rows.iter().filter(|r| r.until >= tr.end) {
+    for (i, r) in rows.iter().enumerate().filter(|(_, r)| r.until >= tr.end) {
         if r.floating && !utc {
             verify.insert(r.object_id);
         } else if r.occ.overlaps(tr.start, tr.end) {
-            hits.insert(r.object_id);
+            // A series has a row per occurrence; its key is taken from the first in the window.
+            let key = keys.get_mut(i).map(std::mem::take);
+            hits.entry(r.object_id).or_insert(key);
             let (s, e) = (r.occ.start.max(tr.start), r.occ.end.min(tr.end));
             if let (Some(kind), true) = (r.occ.busy, e > s) {
                 busy.push(freebusy::BusyPeriod {
@@ -478,7 +552,8 @@ async fn select_by_occurrences(
     let mut to_parse = ctx.st.store.objects_by_ids(c.id, &verify, true).await?;
     to_parse.extend(ctx.st.store.unindexed_candidates(c.id, cand).await?);
     Ok(Selection {
-        hits: hits.into_iter().collect(),
+        hits: hits.keys().copied().collect(),
+        named: hits.into_values().flatten().collect(),
         to_parse,
         busy,
     })
@@ -499,7 +574,7 @@ async fn free_busy(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<R
         to: Some(tr.end),
     };
     // Busy time of indexed events straight from their stored occurrences; the rest parsed.
-    let sel = select_by_occurrences(ctx, c, tr, &floating, &cand).await?;
+    let sel = select_by_occurrences(ctx, c, tr, &floating, &cand, false).await?;
     let mut periods = sel.busy;
     for obj in sel.to_parse {
         ctx.check_deadline()?;

@@ -3,6 +3,7 @@
 
 use super::xml::{QName, XmlWriter, NS_CALDAV, NS_DAV};
 use axum::http::StatusCode;
+use std::borrow::Cow;
 
 /// The value of one property, as a shape the writer knows how to emit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,12 +28,18 @@ pub enum PropValue {
     Dead(String),
 }
 
-pub fn status_line(s: StatusCode) -> String {
-    format!(
-        "HTTP/1.1 {} {}",
-        s.as_u16(),
-        s.canonical_reason().unwrap_or("")
-    )
+/// The status line of a propstat or response; the two a listing writes per member are
+/// constants, not formatted thousands of times.
+pub fn status_line(s: StatusCode) -> Cow<'static, str> {
+    match s {
+        StatusCode::OK => Cow::Borrowed("HTTP/1.1 200 OK"),
+        StatusCode::NOT_FOUND => Cow::Borrowed("HTTP/1.1 404 Not Found"),
+        _ => Cow::Owned(format!(
+            "HTTP/1.1 {} {}",
+            s.as_u16(),
+            s.canonical_reason().unwrap_or("")
+        )),
+    }
 }
 
 pub fn write_prop(w: &mut XmlWriter, name: &QName, v: &PropValue) {
@@ -149,6 +156,26 @@ impl PropResponse {
     }
 }
 
+/// A `<D:response>` with every property found and a text value, written as
+/// `PropResponse::write` writes it, without building one: what report listings write per
+/// member (ETags, calendar data), thousands of times per answer.
+pub fn write_found_texts<'a>(
+    w: &mut XmlWriter,
+    href: &str,
+    props: impl IntoIterator<Item = (&'a QName, &'a str)>,
+) {
+    w.start(NS_DAV, "response");
+    w.text_element(NS_DAV, "href", href);
+    w.start(NS_DAV, "propstat").start(NS_DAV, "prop");
+    for (name, text) in props {
+        w.text_element(&name.ns, &name.local, text);
+    }
+    w.end()
+        .text_element(NS_DAV, "status", &status_line(StatusCode::OK))
+        .end();
+    w.end();
+}
+
 /// A `<D:response>` carrying only a status (sync-collection removals, multiget misses).
 pub fn write_status_response(w: &mut XmlWriter, href: &str, status: StatusCode) {
     w.start(NS_DAV, "response");
@@ -161,6 +188,41 @@ pub fn write_status_response(w: &mut XmlWriter, href: &str, status: StatusCode) 
 mod tests {
     use super::*;
     use crate::dav::xml::parse;
+
+    #[test]
+    fn found_texts_as_prop_response_writes_them() {
+        let etag = QName::new(NS_DAV, "getetag");
+        let data = QName::new(NS_CALDAV, "calendar-data");
+        let mut r = PropResponse::new("/c/a%20b.ics".into());
+        r.found
+            .push((etag.clone(), PropValue::Text("\"1\"".into())));
+        r.found.push((
+            data.clone(),
+            PropValue::Text("BEGIN:VCALENDAR\r\n<&>\r\n".into()),
+        ));
+        let mut general = XmlWriter::new();
+        general.start(NS_DAV, "multistatus");
+        r.write(&mut general, false);
+        general.end();
+        let mut direct = XmlWriter::new();
+        direct.start(NS_DAV, "multistatus");
+        write_found_texts(
+            &mut direct,
+            "/c/a%20b.ics",
+            [(&etag, "\"1\""), (&data, "BEGIN:VCALENDAR\r\n<&>\r\n")],
+        );
+        direct.end();
+        assert_eq!(direct.finish(), general.finish());
+    }
+
+    #[test]
+    fn status_lines() {
+        for code in [200, 207, 403, 404, 409, 424, 507] {
+            let s = StatusCode::from_u16(code).unwrap();
+            let want = format!("HTTP/1.1 {code} {}", s.canonical_reason().unwrap());
+            assert_eq!(status_line(s), want);
+        }
+    }
 
     #[test]
     fn groups_propstats() {

@@ -154,12 +154,16 @@ pub fn calendar_href(user: &str, cal: &str) -> String {
 }
 
 pub fn object_href(user: &str, cal: &str, obj: &str) -> String {
-    format!(
-        "/calendars/{}/{}/{}",
-        encode_segment(user),
-        encode_segment(cal),
-        encode_segment(obj)
-    )
+    member_href(&calendar_href(user, cal), obj)
+}
+
+/// The href of member `obj` of the collection at `collection_href` (which ends in `/`): for
+/// listings that write thousands of members' hrefs, the collection's part is encoded once.
+pub fn member_href(collection_href: &str, obj: &str) -> String {
+    let mut href = String::with_capacity(collection_href.len() + obj.len() + 8);
+    href.push_str(collection_href);
+    href.extend(utf8_percent_encode(obj, SEGMENT));
+    href
 }
 
 #[cfg(test)]

@@ -189,6 +189,15 @@ pub struct OccurrenceRow {
     pub until: i64,
 }
 
+/// An occurrence row with its object's name and ETag, which each row repeats: enough to answer
+/// a calendar-query that asks only for ETags without reading the objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OccurrenceMember {
+    pub row: OccurrenceRow,
+    pub name: String,
+    pub etag: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PutOutcome {
     pub created: bool,
@@ -464,6 +473,14 @@ pub trait Store: Send + Sync + 'static {
         to: i64,
         slack: i64,
     ) -> Result<Vec<OccurrenceRow>>;
+    /// `occurrences`, each row with its object's name and ETag (from the same index).
+    async fn occurrence_members(
+        &self,
+        collection_id: i64,
+        from: i64,
+        to: i64,
+        slack: i64,
+    ) -> Result<Vec<OccurrenceMember>>;
     /// The objects with these ids (those that still exist), with or without their bodies.
     async fn objects_by_ids(
         &self,

@@ -340,21 +340,53 @@ fn busy_of_code(c: i64) -> Option<FbType> {
 /// One index range per span level (see `ical::index::span_level`): `$1` the collection, `$2`
 /// the window's end, `$3 + l` the earliest start an occurrence of level `l` can have and still
 /// reach the window.
-static OCCURRENCES_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+fn occurrences_sql(cols: &str) -> String {
     (0..SPAN_LEVELS)
         .map(|l| {
             format!(
-                "SELECT object_id, start_at, end_at, busy, floating, occ_until FROM occurrences \
+                "SELECT {cols} FROM occurrences \
                  WHERE collection_id = $1 AND span_level = {l} AND start_at >= ${} AND start_at < $2",
                 l + 3
             )
         })
         .collect::<Vec<_>>()
         .join(" UNION ALL ")
-});
+}
 
-/// Occurrence rows per multi-row INSERT (8 parameters each).
+/// The parameters of `occurrences_sql` for the window `[from, to)` widened by `slack`.
+fn occurrence_params(collection_id: i64, from: i64, to: i64, slack: i64) -> Vec<Param<'static>> {
+    let mut params = vec![
+        Param::Int(collection_id),
+        Param::Int(to.saturating_add(slack)),
+    ];
+    for l in 0..SPAN_LEVELS {
+        params.push(Param::Int(
+            from.saturating_sub(slack).saturating_sub(span_limit(l)),
+        ));
+    }
+    params
+}
+
+/// Read by position in `occurrence_row`: keep the order.
+const OCCURRENCE_COLS: &str = "object_id, start_at, end_at, busy, floating, occ_until";
+static OCCURRENCES_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| occurrences_sql(OCCURRENCE_COLS));
+/// The same with each row's name and ETag, all from the window index.
+static OCCURRENCE_MEMBERS_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| occurrences_sql(&format!("{OCCURRENCE_COLS}, name, etag")));
+
+/// Occurrence rows per multi-row INSERT (8 parameters each, and the shared name and ETag).
 const OCCURRENCE_ROWS: usize = 200;
+
+/// Whose occurrences `write_occurrences` stores: the object, and the name and ETag every
+/// occurrence row repeats.
+#[derive(Clone, Copy)]
+struct OccurrenceKey<'a> {
+    collection_id: i64,
+    object_id: i64,
+    name: &'a str,
+    etag: &'a str,
+}
 
 fn principal_row(r: &dyn Cols) -> Result<Principal> {
     Ok(Principal {
@@ -425,16 +457,26 @@ fn dead_prop_row(r: &dyn Cols) -> Result<DeadProp> {
     })
 }
 
+/// A row of `OCCURRENCE_MEMBERS_SQL`, by position (`OCCURRENCE_COLS`, then name and ETag).
+fn occurrence_member(r: &dyn Cols) -> Result<OccurrenceMember> {
+    Ok(OccurrenceMember {
+        row: occurrence_row(r)?,
+        name: r.text_at(6)?,
+        etag: r.text_at(7)?,
+    })
+}
+
+/// A row of `OCCURRENCES_SQL`, by position (`OCCURRENCE_COLS`).
 fn occurrence_row(r: &dyn Cols) -> Result<OccurrenceRow> {
     Ok(OccurrenceRow {
-        object_id: r.int("object_id")?,
+        object_id: r.int_at(0)?,
         occ: Occurrence {
-            start: r.int("start_at")?,
-            end: r.int("end_at")?,
-            busy: busy_of_code(r.int("busy")?),
+            start: r.int_at(1)?,
+            end: r.int_at(2)?,
+            busy: busy_of_code(r.int_at(3)?),
         },
-        floating: r.int("floating")? != 0,
-        until: r.int("occ_until")?,
+        floating: r.int_at(4)? != 0,
+        until: r.int_at(5)?,
     })
 }
 
@@ -822,8 +864,10 @@ macro_rules! impl_store {
             })
         }
 
-        /// Replaces the stored occurrences of one object with those of its new index.
-        async fn write_occurrences(tx: &mut Tx, collection_id: i64, object_id: i64, ti: Option<&TimeIndex>) -> Result<()> {
+        /// Replaces the stored occurrences of one object with those of its new index; each row
+        /// carries the object's name and ETag (see `Store::occurrence_members`).
+        async fn write_occurrences(tx: &mut Tx, key: OccurrenceKey<'_>, ti: Option<&TimeIndex>) -> Result<()> {
+            let OccurrenceKey { collection_id, object_id, name, etag } = key;
             sqlx::query("DELETE FROM occurrences WHERE object_id = $1")
                 .bind(object_id)
                 .execute(&mut **tx)
@@ -832,19 +876,21 @@ macro_rules! impl_store {
             let floating = ti.is_some_and(|t| t.floating) as i64;
             for chunk in occ.rows.chunks(OCCURRENCE_ROWS) {
                 let mut sql = String::from(
-                    "INSERT INTO occurrences (object_id, collection_id, span_level, start_at, end_at, busy, floating, occ_until) VALUES ",
+                    "INSERT INTO occurrences (object_id, collection_id, span_level, start_at, end_at, busy, floating, occ_until, \
+                     name, etag) VALUES ",
                 );
                 for i in 0..chunk.len() {
                     let b = i * 8;
                     if i > 0 {
                         sql.push(',');
                     }
+                    // The name and ETag are the same in every row: bound once, as $1 and $2.
                     sql.push_str(&format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, $1, $2)",
+                        b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10
                     ));
                 }
-                let mut q = sqlx::query(&sql);
+                let mut q = sqlx::query(&sql).bind(name).bind(etag);
                 for o in chunk {
                     q = q
                         .bind(object_id)
@@ -1204,11 +1250,13 @@ macro_rules! impl_store {
             }
 
             async fn occurrences(&self, collection_id: i64, from: i64, to: i64, slack: i64) -> Result<Vec<OccurrenceRow>> {
-                let mut params = vec![Param::Int(collection_id), Param::Int(to.saturating_add(slack))];
-                for l in 0..SPAN_LEVELS {
-                    params.push(Param::Int(from.saturating_sub(slack).saturating_sub(span_limit(l))));
-                }
+                let params = occurrence_params(collection_id, from, to, slack);
                 self.read(OCCURRENCES_SQL.as_str(), &params, occurrence_row).await
+            }
+
+            async fn occurrence_members(&self, collection_id: i64, from: i64, to: i64, slack: i64) -> Result<Vec<OccurrenceMember>> {
+                let params = occurrence_params(collection_id, from, to, slack);
+                self.read(OCCURRENCE_MEMBERS_SQL.as_str(), &params, occurrence_member).await
             }
 
             async fn objects_by_ids(&self, collection_id: i64, ids: &[i64], with_body: bool) -> Result<Vec<StoredObject>> {
@@ -1245,18 +1293,19 @@ macro_rules! impl_store {
                 for item in items {
                     let ti = item.index.as_ref();
                     let t = ti.unwrap_or(&default);
-                    let q = sqlx::query_scalar(
+                    let q = sqlx::query_as(
                         "UPDATE objects SET index_version = $3, first_start = $4, last_end = $5, recurring = $6, \
                          floating = $7, all_day = $8, transp = $9, status = $10, class = $11, occ_until = $12 \
-                         WHERE collection_id = $1 AND name = $2 AND index_version < $3 RETURNING id",
+                         WHERE collection_id = $1 AND name = $2 AND index_version < $3 RETURNING id, etag",
                     )
                     .bind(item.collection_id)
                     .bind(&item.name);
-                    let id: Option<i64> = bind_time_index!(q, t, ti.is_some())
+                    let row: Option<(i64, String)> = bind_time_index!(q, t, ti.is_some())
                     .fetch_optional(&mut *tx)
                     .await?;
-                    if let Some(id) = id {
-                        write_occurrences(&mut tx, item.collection_id, id, ti).await?;
+                    if let Some((id, etag)) = row {
+                        let key = OccurrenceKey { collection_id: item.collection_id, object_id: id, name: &item.name, etag: &etag };
+                        write_occurrences(&mut tx, key, ti).await?;
                     }
                 }
                 tx.commit().await?;
@@ -1322,7 +1371,8 @@ macro_rules! impl_store {
                 let id: i64 = bind_object_row!(sqlx::query_scalar(OBJECT_UPSERT), collection_id, name, obj, &etag, t)
                     .fetch_one(&mut *tx)
                     .await?;
-                write_occurrences(&mut tx, collection_id, id, Some(&obj.index.time)).await?;
+                let key = OccurrenceKey { collection_id, object_id: id, name, etag: &etag };
+                write_occurrences(&mut tx, key, Some(&obj.index.time)).await?;
                 change(&mut tx, home_id, collection_id, Some(name), false, delta).await?;
                 tx.commit().await?;
                 Ok(PutOutcome { created: existing.is_none() })
@@ -1382,7 +1432,7 @@ macro_rules! impl_store {
                     changes.push_str(
                         " ON CONFLICT (collection_id, name) DO UPDATE SET revision = excluded.revision, deleted = excluded.deleted",
                     );
-                    sql.push_str(" RETURNING id, name");
+                    sql.push_str(" RETURNING id, name, etag");
                     let mut q = sqlx::query(&sql);
                     let mut cq = sqlx::query(&changes);
                     for (i, (name, obj)) in chunk.iter().enumerate() {
@@ -1398,8 +1448,10 @@ macro_rules! impl_store {
                         chunk.iter().map(|(n, o)| (n.as_str(), o)).collect();
                     for r in &ids {
                         let name: String = r.try_get(1)?;
+                        let etag: String = r.try_get(2)?;
                         if let Some(obj) = by_name.get(name.as_str()) {
-                            write_occurrences(&mut tx, collection_id, r.try_get(0)?, Some(&obj.index.time)).await?;
+                            let key = OccurrenceKey { collection_id, object_id: r.try_get(0)?, name: &name, etag: &etag };
+                            write_occurrences(&mut tx, key, Some(&obj.index.time)).await?;
                         }
                     }
                 }
@@ -1498,7 +1550,7 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                     sqlx::query(
-                        "UPDATE occurrences SET collection_id = $1 \
+                        "UPDATE occurrences SET collection_id = $1, name = $2 \
                          WHERE object_id = (SELECT id FROM objects WHERE collection_id = $1 AND name = $2)",
                     )
                     .bind(dst_collection)
@@ -1522,9 +1574,10 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                     sqlx::query(
-                        "INSERT INTO occurrences (object_id, collection_id, span_level, start_at, end_at, busy, floating, occ_until) \
+                        "INSERT INTO occurrences (object_id, collection_id, span_level, start_at, end_at, busy, floating, occ_until, \
+                         name, etag) \
                          SELECT (SELECT id FROM objects WHERE collection_id = $1 AND name = $2), $1, \
-                                span_level, start_at, end_at, busy, floating, occ_until \
+                                span_level, start_at, end_at, busy, floating, occ_until, $2, etag \
                          FROM occurrences WHERE object_id = (SELECT id FROM objects WHERE collection_id = $3 AND name = $4)",
                     )
                     .bind(dst_collection)
@@ -1587,7 +1640,8 @@ macro_rules! impl_store {
                     let id: i64 = bind_object_row!(sqlx::query_scalar(OBJECT_UPSERT), collection_id, name, obj, &etag, t)
                         .fetch_one(&mut *tx)
                         .await?;
-                    write_occurrences(&mut tx, collection_id, id, Some(&obj.index.time)).await?;
+                    let key = OccurrenceKey { collection_id, object_id: id, name, etag: &etag };
+                    write_occurrences(&mut tx, key, Some(&obj.index.time)).await?;
                     change(&mut tx, home_id, collection_id, Some(name), false, d).await?;
                     delta += d;
                     if old.is_some() {

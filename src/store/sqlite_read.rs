@@ -60,6 +60,10 @@ pub trait Cols {
     fn int(&self, col: &str) -> Result<i64>;
     fn text(&self, col: &str) -> Result<String>;
     fn opt_text(&self, col: &str) -> Result<Option<String>>;
+    /// By position, for rows read by the thousand (occurrences), where finding each column
+    /// by name was a fifth of the decoding.
+    fn int_at(&self, i: usize) -> Result<i64>;
+    fn text_at(&self, i: usize) -> Result<String>;
 }
 
 /// A rusqlite row with its statement's column names, looked up in Rust: rusqlite's own
@@ -88,6 +92,12 @@ impl Cols for Named<'_, '_> {
     fn opt_text(&self, col: &str) -> Result<Option<String>> {
         Ok(self.row.get(self.at(col)?)?)
     }
+    fn int_at(&self, i: usize) -> Result<i64> {
+        Ok(self.row.get(i)?)
+    }
+    fn text_at(&self, i: usize) -> Result<String> {
+        Ok(self.row.get(i)?)
+    }
 }
 
 macro_rules! sqlx_cols {
@@ -101,6 +111,12 @@ macro_rules! sqlx_cols {
             }
             fn opt_text(&self, col: &str) -> Result<Option<String>> {
                 Ok(sqlx::Row::try_get(self, col)?)
+            }
+            fn int_at(&self, i: usize) -> Result<i64> {
+                Ok(sqlx::Row::try_get(self, i)?)
+            }
+            fn text_at(&self, i: usize) -> Result<String> {
+                Ok(sqlx::Row::try_get(self, i)?)
             }
         }
     };

@@ -283,17 +283,40 @@ fn weekly(uid: &str, start: &str) -> String {
 
 /// The hrefs a calendar-query with a VEVENT time-range finds in `cal`, sorted.
 async fn found_in(s: &TestServer, cal: &str, start: &str, end: &str) -> Vec<String> {
+    let query = |props: &str| {
+        format!(
+            r#"<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop>{props}</D:prop><C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"><C:time-range start="{start}" end="{end}"/></C:comp-filter></C:comp-filter></C:filter></C:calendar-query>"#
+        )
+    };
+    // ETags alone are answered from the occurrence index (names and ETags stored with each
+    // occurrence); with another property the objects are read. Both must say the same, and
+    // each ETag must be the one the resource itself carries now.
     let r = s
         .req("REPORT", cal)
         .depth("1")
-        .xml(&format!(
-            r#"<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/></D:prop><C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"><C:time-range start="{start}" end="{end}"/></C:comp-filter></C:comp-filter></C:filter></C:calendar-query>"#
-        ))
+        .xml(&query("<D:getetag/>"))
         .send()
         .await;
     r.status(207);
+    let full = s
+        .req("REPORT", cal)
+        .depth("1")
+        .xml(&query("<D:getetag/><D:getcontenttype/>"))
+        .send()
+        .await;
+    full.status(207);
     let mut hrefs = r.hrefs();
     hrefs.sort();
+    let mut full_hrefs = full.hrefs();
+    full_hrefs.sort();
+    assert_eq!(hrefs, full_hrefs, "getetag-only and general answers differ");
+    for href in &hrefs {
+        let etag = r.prop_text(href, NS_DAV, "getetag");
+        assert_eq!(etag, full.prop_text(href, NS_DAV, "getetag"), "{href}");
+        let head = s.req("HEAD", href).send().await;
+        head.status(200);
+        assert_eq!(head.header("ETag"), Some(etag.as_str()), "{href}");
+    }
     hrefs
 }
 

@@ -351,6 +351,32 @@ async fn occurrence_answer(
         .occurrences(collection_id, from, to, slack)
         .await
         .unwrap();
+    // The same rows with their objects' names and ETags, which must be the objects' own.
+    let members = s
+        .store
+        .occurrence_members(collection_id, from, to, slack)
+        .await
+        .unwrap();
+    let order = |r: &almanac::store::OccurrenceRow| (r.object_id, r.occ.start, r.occ.end);
+    let mut plain = rows.clone();
+    plain.sort_by_key(order);
+    let mut with_keys: Vec<_> = members.iter().map(|m| m.row).collect();
+    with_keys.sort_by_key(order);
+    assert_eq!(plain, with_keys, "occurrence_members returned other rows");
+    let mut ids: Vec<i64> = rows.iter().map(|r| r.object_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let stored: std::collections::HashSet<(String, String)> = s
+        .store
+        .objects_by_ids(collection_id, &ids, false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.meta.name, o.meta.etag))
+        .collect();
+    let keyed: std::collections::HashSet<(String, String)> =
+        members.into_iter().map(|m| (m.name, m.etag)).collect();
+    assert_eq!(keyed, stored, "occurrence rows carry stale names or ETags");
     let (mut hit_ids, mut open_ids) = (Vec::new(), Vec::new());
     for r in rows.iter().filter(|r| r.until >= to) {
         if r.floating && !utc {
