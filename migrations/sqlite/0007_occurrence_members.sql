@@ -8,6 +8,9 @@
 --
 -- The two columns are rewritten with the rest of an object's occurrence rows on every write,
 -- and follow MOVE (name) and COPY (name) in the same transaction.
+-- Rows of objects that no longer exist (possible only where foreign keys were not enforced)
+-- would be given no name; they answer nothing, so they go.
+DELETE FROM occurrences WHERE object_id NOT IN (SELECT id FROM objects);
 ALTER TABLE occurrences ADD COLUMN name TEXT NOT NULL DEFAULT '';
 ALTER TABLE occurrences ADD COLUMN etag TEXT NOT NULL DEFAULT '';
 UPDATE occurrences SET
