@@ -12,6 +12,10 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use xml::{XmlWriter, NS_DAV};
 
+/// Retry-After of a 503 for an unavailable database: long enough for a pool time-out or a
+/// restart to pass, short enough that a syncing client does not give up.
+const RETRY_AFTER_SECS: &str = "5";
+
 /// An error a DAV method answers with. Preconditions render the RFC's `DAV:error` body
 /// (RFC 4918 §16), e.g. `<D:error><C:valid-calendar-data/></D:error>`.
 #[derive(Debug, thiserror::Error)]
@@ -83,9 +87,11 @@ impl DavError {
                 StoreError::UidConflict(_) => StatusCode::CONFLICT,
                 StoreError::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
                 StoreError::InvalidSyncToken => StatusCode::FORBIDDEN,
-                StoreError::Backend(_) | StoreError::Sqlite(_) | StoreError::Migrate(_) => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
+                e if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+                StoreError::Backend(_)
+                | StoreError::Sqlite(_)
+                | StoreError::SqliteBusy(_)
+                | StoreError::Migrate(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }
     }
@@ -214,8 +220,21 @@ impl IntoResponse for DavError {
             DavError::Store(StoreError::QuotaExceeded) => {
                 xml_response(status, error_body(NS_DAV, "quota-not-exceeded", None, None))
             }
+            DavError::Store(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, "storage unavailable: answering 503");
+                let mut r =
+                    (status, "storage temporarily unavailable, retry later\n").into_response();
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECS),
+                );
+                r
+            }
             DavError::Store(
-                e @ (StoreError::Backend(_) | StoreError::Sqlite(_) | StoreError::Migrate(_)),
+                e @ (StoreError::Backend(_)
+                | StoreError::Sqlite(_)
+                | StoreError::SqliteBusy(_)
+                | StoreError::Migrate(_)),
             ) => {
                 tracing::error!(error = %e, source = ?std::error::Error::source(e), "storage failure");
                 (status, "internal error\n").into_response()
@@ -237,3 +256,49 @@ impl IntoResponse for DavError {
 }
 
 pub type DavResult<T> = Result<T, DavError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(e: StoreError) -> Response {
+        DavError::Store(e).into_response()
+    }
+
+    #[test]
+    fn an_unreachable_database_is_503_with_retry_after() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(5), None);
+        let locked = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(6), None);
+        for e in [
+            StoreError::Backend(sqlx::Error::PoolTimedOut),
+            StoreError::Backend(sqlx::Error::Io(refused)),
+            StoreError::from(busy),
+            StoreError::from(locked),
+        ] {
+            let shown = e.to_string();
+            let r = answer(e);
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{shown}");
+            assert_eq!(
+                r.headers()[header::RETRY_AFTER],
+                RETRY_AFTER_SECS,
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_storage_failures_stay_500() {
+        let constraint = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(19), None);
+        for e in [
+            StoreError::Backend(sqlx::Error::RowNotFound),
+            StoreError::Backend(sqlx::Error::ColumnNotFound("x".into())),
+            StoreError::from(constraint),
+        ] {
+            let shown = e.to_string();
+            let r = answer(e);
+            assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR, "{shown}");
+            assert!(r.headers().get(header::RETRY_AFTER).is_none(), "{shown}");
+        }
+    }
+}

@@ -276,11 +276,66 @@ pub enum StoreError {
     /// A read on SQLite's calling-thread path (`sqlite_read`) failed.
     #[error("database error: {0}")]
     Sqlite(String),
+    /// The same, because the database stayed locked past the busy time-out.
+    #[error("database busy: {0}")]
+    SqliteBusy(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+impl StoreError {
+    /// Whether the database could not serve the request just now: a lost or refused
+    /// connection, no free connection within the time-out, PostgreSQL shutting down or out of
+    /// connection slots, SQLite locked past its busy time-out. Retrying may succeed, so such a
+    /// failure is answered 503 with Retry-After, not 500: a client (or a load balancer) backs
+    /// off and tries again instead of reporting a server bug.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Backend(e) => unavailable(e),
+            StoreError::SqliteBusy(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Whether an error means the connection is gone, not that the query was wrong: I/O and
+/// protocol failures, and SQLSTATE classes 08 (connection exception) and 57P (the server is
+/// shutting down or restarting).
+pub(crate) fn lost_connection(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// `lost_connection`, or no connection to be had: the pool's time-out, PostgreSQL's
+/// too_many_connections (53300), SQLite's BUSY and LOCKED (primary codes 5 and 6).
+fn unavailable(e: &sqlx::Error) -> bool {
+    if lost_connection(e) {
+        return true;
+    }
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(d) => {
+            if d.as_error()
+                .downcast_ref::<sqlx::sqlite::SqliteError>()
+                .is_some()
+            {
+                d.code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+            } else {
+                d.code().is_some_and(|c| c == "53300")
+            }
+        }
+        _ => false,
+    }
+}
 
 /// What a feed link shows of a calendar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,7 @@
 //! Writes and read transactions stay on the pool.
 
 use super::sqlite_read::{bind_params, Cols, Param};
-use super::Result;
+use super::{lost_connection, Result};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow};
 use sqlx::{Connection, Postgres};
 use std::sync::Mutex;
@@ -118,17 +118,4 @@ pub fn bind_ints<'q>(q: PgQuery<'q>, list: &'q [i64]) -> PgQuery<'q> {
 
 pub fn bind_texts<'q>(q: PgQuery<'q>, list: &'q [String]) -> PgQuery<'q> {
     q.bind(list)
-}
-
-/// Whether an error means the connection is gone, not that the query was wrong: I/O and
-/// protocol failures, and SQLSTATE classes 08 (connection exception) and 57P (the server is
-/// shutting down or restarting).
-fn lost_connection(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(d) => d
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
-        _ => false,
-    }
 }

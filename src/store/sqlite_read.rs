@@ -269,6 +269,10 @@ impl Slots {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Sqlite(e.to_string())
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        match e.sqlite_error_code() {
+            Some(DatabaseBusy | DatabaseLocked) => StoreError::SqliteBusy(e.to_string()),
+            _ => StoreError::Sqlite(e.to_string()),
+        }
     }
 }
