@@ -60,8 +60,8 @@ pub trait Cols {
     fn int(&self, col: &str) -> Result<i64>;
     fn text(&self, col: &str) -> Result<String>;
     fn opt_text(&self, col: &str) -> Result<Option<String>>;
-    /// By position, for rows read by the thousand (occurrences), where finding each column
-    /// by name was a fifth of the decoding.
+    /// By position, for rows read by the thousand (occurrences, listings), where finding each
+    /// column by name was a fifth of the decoding.
     fn int_at(&self, i: usize) -> Result<i64>;
     fn text_at(&self, i: usize) -> Result<String>;
 }
