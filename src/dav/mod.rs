@@ -80,20 +80,27 @@ impl DavError {
             DavError::Precondition { status, .. } => *status,
             DavError::NeedPrivileges { .. } => StatusCode::FORBIDDEN,
             DavError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            DavError::Store(e) => match e {
-                StoreError::NotFound => StatusCode::NOT_FOUND,
-                StoreError::AlreadyExists => StatusCode::METHOD_NOT_ALLOWED,
-                StoreError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-                StoreError::UidConflict(_) => StatusCode::CONFLICT,
-                StoreError::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
-                StoreError::InvalidSyncToken => StatusCode::FORBIDDEN,
-                e if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
-                StoreError::Backend(_)
-                | StoreError::Sqlite(_)
-                | StoreError::SqliteBusy(_)
-                | StoreError::Migrate(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            },
+            DavError::Store(e) => store_status(e),
         }
+    }
+}
+
+fn store_status(e: &StoreError) -> StatusCode {
+    match e {
+        StoreError::NotFound => StatusCode::NOT_FOUND,
+        StoreError::AlreadyExists => StatusCode::METHOD_NOT_ALLOWED,
+        StoreError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+        StoreError::UidConflict(_) => StatusCode::CONFLICT,
+        StoreError::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
+        StoreError::InvalidSyncToken => StatusCode::FORBIDDEN,
+        // One statement's failure shared by several requests: answered as that failure.
+        StoreError::Batched(inner) => store_status(inner),
+        e if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+        StoreError::Backend(_)
+        | StoreError::Sqlite(_)
+        | StoreError::SqliteBusy(_)
+        | StoreError::Migrate(_)
+        | StoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -234,7 +241,9 @@ impl IntoResponse for DavError {
                 e @ (StoreError::Backend(_)
                 | StoreError::Sqlite(_)
                 | StoreError::SqliteBusy(_)
-                | StoreError::Migrate(_)),
+                | StoreError::Migrate(_)
+                | StoreError::Batched(_)
+                | StoreError::Internal(_)),
             ) => {
                 tracing::error!(error = %e, source = ?std::error::Error::source(e), "storage failure");
                 (status, "internal error\n").into_response()

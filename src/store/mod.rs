@@ -6,6 +6,7 @@
 //! Postgres), generated from one macro in `sql.rs`, so their semantics cannot drift apart.
 //! Must not import axum or anything HTTP.
 
+mod pg_batch;
 mod pg_read;
 mod sql;
 mod sqlite_read;
@@ -281,6 +282,12 @@ pub enum StoreError {
     SqliteBusy(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// One statement's failure, shared by every request whose lookup it carried (`pg_batch`).
+    #[error("{0}")]
+    Batched(Arc<StoreError>),
+    /// A broken invariant of the store's own machinery, not of the data.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -295,6 +302,7 @@ impl StoreError {
         match self {
             StoreError::Backend(e) => unavailable(e),
             StoreError::SqliteBusy(_) => true,
+            StoreError::Batched(e) => e.is_unavailable(),
             _ => false,
         }
     }

@@ -110,6 +110,7 @@ fn main() {
         auth::app_passwords,
         auth::password_change_drops_cached_login,
         auth::cached_login_get,
+        auth::concurrent_gets_get_their_own_answers,
         auth::repeated_failures_are_throttled,
         auth::early_answers_keep_the_connection_usable,
         corpus::corpus_round_trips_byte_exact,
