@@ -17,8 +17,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
-/// Batches running at once. Two keep one statement in flight while the next batch gathers,
-/// without taking the read connections other requests need.
+/// Batches running at once, each on a connection of its own. Two keep one statement in flight
+/// while the next batch gathers; more made smaller batches for no more throughput (measured at
+/// 1 to 4 under 16 concurrent GETs).
 const MAX_RUNNERS: usize = 2;
 /// Keys per statement at most; more wait for the next batch.
 const MAX_BATCH: usize = 64;
