@@ -233,7 +233,8 @@ pub async fn concurrent_gets_get_their_own_answers(s: &TestServer) {
             .status(201);
         paths.push((who, path));
     }
-    // Asked for, but not there: a member, a calendar, an owner; and another user's object.
+    // Asked for, but not there: a member, a calendar, a name that only another calendar holds;
+    // and another user's object.
     paths.push((ALICE, "/calendars/alice/default/none.ics".into()));
     paths.push((BOB, "/calendars/bob/nope/e1.ics".into()));
     paths.push((ALICE, "/calendars/alice/default/e1.ics".into()));
