@@ -38,8 +38,8 @@ pub trait BatchLookup: Send + Sync + 'static {
 type Reply<L> = oneshot::Sender<Result<Option<<L as BatchLookup>::Found>>>;
 
 struct Queue<L: BatchLookup> {
-    keys: Vec<L::Key>,
-    replies: Vec<Reply<L>>,
+    /// Lookups not yet taken by a runner, oldest first.
+    waiting: Vec<(L::Key, Reply<L>)>,
     runners: usize,
 }
 
@@ -53,8 +53,7 @@ impl<L: BatchLookup> Batched<L> {
         Arc::new(Batched {
             lookup,
             queue: Mutex::new(Queue {
-                keys: Vec::new(),
-                replies: Vec::new(),
+                waiting: Vec::new(),
                 runners: 0,
             }),
         })
@@ -65,8 +64,7 @@ impl<L: BatchLookup> Batched<L> {
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut q = self.lock();
-            q.keys.push(key);
-            q.replies.push(tx);
+            q.waiting.push((key, tx));
             let start = q.runners < MAX_RUNNERS;
             if start {
                 q.runners += 1;
@@ -93,7 +91,7 @@ impl<L: BatchLookup> Batched<L> {
                     return;
                 }
                 let mut q = self.0.lock();
-                if q.keys.is_empty() {
+                if q.waiting.is_empty() {
                     q.runners -= 1;
                 } else {
                     let me = Arc::clone(&self.0);
@@ -105,32 +103,29 @@ impl<L: BatchLookup> Batched<L> {
         loop {
             let (keys, replies) = {
                 let mut q = self.lock();
-                if q.keys.is_empty() {
+                if q.waiting.is_empty() {
                     // Leaves with the lock held, so no lookup can be queued unseen.
                     q.runners -= 1;
                     leave.1 = true;
                     return;
                 }
-                let n = q.keys.len().min(MAX_BATCH);
-                let keys: Vec<L::Key> = q.keys.drain(..n).collect();
-                let replies: Vec<Reply<L>> = q.replies.drain(..n).collect();
-                (keys, replies)
+                let n = q.waiting.len().min(MAX_BATCH);
+                q.waiting.drain(..n).unzip::<_, _, Vec<_>, Vec<_>>()
             };
-            match self.lookup.lookup(keys).await {
-                Ok(found) if found.len() == replies.len() => {
-                    for (reply, f) in replies.into_iter().zip(found) {
-                        // A requester that went away no longer listens; nothing to do.
-                        let _ = reply.send(Ok(f));
-                    }
-                }
+            let n = keys.len();
+            let answered = match self.lookup.lookup(keys).await {
+                Ok(found) if found.len() == n => Ok(found),
+                Ok(found) => Err(StoreError::Internal(format!(
+                    "a batched lookup answered {} of {n} keys",
+                    found.len()
+                ))),
+                Err(e) => Err(e),
+            };
+            // A requester that went away no longer listens: its send fails, nothing to do.
+            match answered {
                 Ok(found) => {
-                    let e = Arc::new(StoreError::Internal(format!(
-                        "a batched lookup answered {} of {} keys",
-                        found.len(),
-                        replies.len()
-                    )));
-                    for reply in replies {
-                        let _ = reply.send(Err(StoreError::Batched(Arc::clone(&e))));
+                    for (reply, f) in replies.into_iter().zip(found) {
+                        let _ = reply.send(Ok(f));
                     }
                 }
                 Err(e) => {
@@ -151,7 +146,6 @@ impl<L: BatchLookup> Batched<L> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     /// Doubles even keys, finds nothing under odd ones; fails a batch holding 13 and panics on
@@ -159,14 +153,12 @@ mod tests {
     #[derive(Default)]
     struct Doubling {
         batches: Mutex<Vec<usize>>,
-        calls: AtomicUsize,
     }
 
     impl BatchLookup for Arc<Doubling> {
         type Key = u64;
         type Found = u64;
         async fn lookup(&self, keys: Vec<u64>) -> Result<Vec<Option<u64>>> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
             self.batches.lock().unwrap().push(keys.len());
             // A statement takes a while: lookups arriving meanwhile queue up.
             tokio::time::sleep(Duration::from_millis(5)).await;

@@ -534,10 +534,19 @@ fn calendar_object_row(
     Ok((c, obj))
 }
 
+/// The owner's credentials columns that `credentialed` reads, for statements joining `principals p`.
+macro_rules! credential_cols {
+    () => {
+        "p.id AS p_id, p.credentials_version AS p_credentials_version, p.email AS p_email"
+    };
+}
+
 /// The owner's current credentials (`Credentialed`), selected by name, with the calendar named
 /// `$2` joined (its columns all NULL when the owner has none by that name).
 const PRINCIPAL_CALENDAR_SELECT: &str = concat!(
-    "SELECT p.id AS p_id, p.credentials_version AS p_credentials_version, p.email AS p_email, ",
+    "SELECT ",
+    credential_cols!(),
+    ", ",
     collection_qualified_cols!()
 );
 const PRINCIPAL_CALENDAR_FROM: &str = "FROM principals p LEFT JOIN collections \
@@ -587,7 +596,9 @@ pub struct ObjectPath {
 pub struct ObjectsByPath(PgReads);
 
 const OBJECTS_BY_PATH_SQL: &str = concat!(
-    "SELECT k.i AS k_i, p.id AS p_id, p.credentials_version AS p_credentials_version, p.email AS p_email, ",
+    "SELECT k.i AS k_i, ",
+    credential_cols!(),
+    ", ",
     collection_qualified_cols!(),
     ", ",
     object_join_cols!(),
