@@ -21,7 +21,7 @@ use crate::dav::{DavError, DavResult};
 use crate::ical::expand::{Budget, LimitExceeded, FLOATING_SLACK};
 use crate::ical::tz::Zone;
 use crate::ical::{self, freebusy};
-use crate::store::{Candidates, Collection, StoreError, StoredObject};
+use crate::store::{Candidates, Collection, ObjectText, StoreError, StoredObject};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
@@ -265,6 +265,15 @@ async fn sync_collection(
     Ok(multistatus(w))
 }
 
+/// A calendar a multiget names, with the zone its floating times are read in (parsed from its
+/// calendar-timezone once, not once per href) and its encoded href, which every member's
+/// href starts with.
+struct Named {
+    col: Arc<Collection>,
+    zone: Zone,
+    prefix: String,
+}
+
 async fn multiget(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Response> {
     let wanted = report_props(root)?;
     let budget = ctx.budget();
@@ -280,56 +289,73 @@ async fn multiget(ctx: &Ctx<'_>, c: &Collection, root: &Element) -> DavResult<Re
             _ => None,
         })
         .collect();
-    // Each calendar named, with the zone its floating times are read in (parsed from its
-    // calendar-timezone once, not once per href).
-    let mut by_cal: HashMap<String, Option<(Arc<Collection>, Zone)>> = HashMap::new();
-    by_cal.insert(
-        c.name.clone(),
-        Some((Arc::new(c.clone()), floating_zone(c))),
-    );
     let mut names_by_cal: HashMap<&str, Vec<String>> = HashMap::new();
     for (cal, name) in targets.iter().flatten() {
         names_by_cal.entry(cal).or_default().push(name.clone());
     }
-    let mut objects: HashMap<(String, String), StoredObject> = HashMap::new();
-    for (cal, names) in names_by_cal {
-        if !by_cal.contains_key(cal) {
-            let col = ctx.st.store.calendar(ctx.me.id, cal).await?;
-            by_cal.insert(
-                cal.to_owned(),
-                col.map(|col| {
-                    let zone = floating_zone(&col);
-                    (Arc::new(col), zone)
-                }),
-            );
-        }
-        if let Some(Some((col, _))) = by_cal.get(cal) {
-            for o in ctx.st.store.objects_by_names(col.id, &names).await? {
-                objects.insert((cal.to_owned(), o.meta.name.clone()), o);
+    // Each calendar named (`None`: there is no such calendar).
+    let mut by_cal: HashMap<&str, Option<Named>> = HashMap::new();
+    let known = |col: Collection| Named {
+        zone: floating_zone(&col),
+        prefix: path::calendar_href(&ctx.me.name, &col.name),
+        col: Arc::new(col),
+    };
+    for &cal in names_by_cal.keys() {
+        let col = if cal == c.name {
+            Some(c.clone())
+        } else {
+            ctx.st.store.calendar(ctx.me.id, cal).await?
+        };
+        by_cal.insert(cal, col.map(known));
+    }
+    // A multiget asking for ETags and the stored data (what clients send) reads only those.
+    let direct = asks_etags_and_plain_data(&wanted);
+    let mut texts = Vec::new();
+    let mut objects = Vec::new();
+    for (&cal, names) in &names_by_cal {
+        if let Some(Some(Named { col, .. })) = by_cal.get(cal) {
+            if direct {
+                texts.push((
+                    cal,
+                    ctx.st.store.object_texts_by_names(col.id, names).await?,
+                ));
+            } else {
+                objects.push((cal, ctx.st.store.objects_by_names(col.id, names).await?));
             }
         }
     }
-    let direct = asks_etags_and_plain_data(&wanted);
+    let texts: HashMap<(&str, &str), &ObjectText> = texts
+        .iter()
+        .flat_map(|(cal, found)| found.iter().map(move |o| ((*cal, o.name.as_str()), o)))
+        .collect();
+    let objects: HashMap<(&str, &str), &StoredObject> = objects
+        .iter()
+        .flat_map(|(cal, found)| found.iter().map(move |o| ((*cal, o.meta.name.as_str()), o)))
+        .collect();
     let asked = asked_props(&wanted);
     let data_name = QName::new(NS_CALDAV, "calendar-data");
     let mut w = XmlWriter::new();
     w.start(NS_DAV, "multistatus");
     for (href, target) in hrefs.iter().zip(&targets) {
         let found = target.as_ref().and_then(|(cal, name)| {
-            let col = by_cal.get(cal)?.as_ref()?;
-            Some((col, objects.get(&(cal.clone(), name.clone()))?))
+            let col = by_cal.get(cal.as_str())?.as_ref()?;
+            Some((col, (cal.as_str(), name.as_str())))
         });
         match found {
-            Some(((col, _), obj)) if direct => {
-                ctx.check_deadline()?;
-                let href = path::object_href(&ctx.me.name, &col.name, &obj.meta.name);
-                let etag = asked.iter().map(|q| (*q, obj.meta.etag.as_str()));
-                let data = wanted.data.as_ref().map(|_| (&data_name, obj.ics.as_str()));
-                write_found_texts(&mut w, &href, etag.chain(data));
-            }
-            Some(((col, zone), obj)) => {
-                write_object(ctx, &mut w, col, obj, &wanted, zone, &budget).await?
-            }
+            Some((Named { prefix, .. }, key)) if direct => match texts.get(&key) {
+                Some(obj) => {
+                    ctx.check_deadline()?;
+                    let href = path::member_href(prefix, &obj.name);
+                    let etag = asked.iter().map(|q| (*q, obj.etag.as_str()));
+                    let data = wanted.data.as_ref().map(|_| (&data_name, obj.ics.as_str()));
+                    write_found_texts(&mut w, &href, etag.chain(data));
+                }
+                None => write_status_response(&mut w, href, StatusCode::NOT_FOUND),
+            },
+            Some((Named { col, zone, .. }, key)) => match objects.get(&key) {
+                Some(obj) => write_object(ctx, &mut w, col, obj, &wanted, zone, &budget).await?,
+                None => write_status_response(&mut w, href, StatusCode::NOT_FOUND),
+            },
             // RFC 4791 §7.9: each missing (or foreign) href gets its own 404.
             None => write_status_response(&mut w, href, StatusCode::NOT_FOUND),
         }

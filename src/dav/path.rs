@@ -90,24 +90,28 @@ impl DavPath {
         let rest = path
             .strip_prefix('/')
             .ok_or(PathError::Invalid("path must be absolute"))?;
-        let mut segs = Vec::new();
-        for raw in rest.split('/') {
-            if raw.is_empty() {
-                continue;
-            }
-            segs.push(decode_segment(raw)?);
+        // Every path of the URL space has at most four segments; the decoded ones move into
+        // the result (a multiget parses a hundred hrefs).
+        let mut segs = rest.split('/').filter(|raw| !raw.is_empty());
+        let mut next = || segs.next().map(decode_segment).transpose();
+        let first = next()?;
+        let (a, b, c) = (next()?, next()?, next()?);
+        // Longer paths name nothing, but a malformed segment anywhere is still reported as such.
+        let mut longer = false;
+        while next()?.is_some() {
+            longer = true;
         }
-        let mut it = segs.into_iter();
-        let first = it.next();
-        let s: Vec<String> = it.collect();
-        Ok(match (first.as_deref(), s.as_slice()) {
-            (None, _) => DavPath::Root,
-            (Some("principals"), []) => DavPath::PrincipalsRoot,
-            (Some("principals"), [n]) => DavPath::Principal(n.clone()),
-            (Some("calendars"), []) => DavPath::CalendarsRoot,
-            (Some("calendars"), [n]) => DavPath::Home(n.clone()),
-            (Some("calendars"), [n, c]) => DavPath::Calendar(n.clone(), c.clone()),
-            (Some("calendars"), [n, c, o]) => DavPath::Object(n.clone(), c.clone(), o.clone()),
+        if longer {
+            return Err(PathError::NotFound);
+        }
+        Ok(match (first.as_deref(), a, b, c) {
+            (None, ..) => DavPath::Root,
+            (Some("principals"), None, ..) => DavPath::PrincipalsRoot,
+            (Some("principals"), Some(n), None, _) => DavPath::Principal(n),
+            (Some("calendars"), None, ..) => DavPath::CalendarsRoot,
+            (Some("calendars"), Some(n), None, _) => DavPath::Home(n),
+            (Some("calendars"), Some(n), Some(c), None) => DavPath::Calendar(n, c),
+            (Some("calendars"), Some(n), Some(c), Some(o)) => DavPath::Object(n, c, o),
             _ => return Err(PathError::NotFound),
         })
     }

@@ -467,6 +467,15 @@ fn object_row(r: &dyn Cols) -> Result<StoredObject> {
     })
 }
 
+/// `name, etag, ics`.
+fn object_text_row(r: &dyn Cols) -> Result<ObjectText> {
+    Ok(ObjectText {
+        name: r.text_at(0)?,
+        etag: r.text_at(1)?,
+        ics: r.text_at(2)?,
+    })
+}
+
 /// A listing row: metadata only, the body left empty.
 fn meta_only_row(r: &dyn Cols) -> Result<StoredObject> {
     Ok(StoredObject {
@@ -787,6 +796,27 @@ macro_rules! impl_store {
                 let q = bind_params!(sqlx::query(sql), params, Self::bind_ints, Self::bind_texts);
                 let rows = q.fetch_all(self.read_pool()).await?;
                 rows.iter().map(|r| f(r)).collect()
+            }
+
+            /// `SELECT cols` of the named objects of a collection that exist, in chunks of
+            /// `IN_CHUNK` names.
+            async fn read_named<T>(
+                &self,
+                cols: &str,
+                collection_id: i64,
+                names: &[String],
+                f: fn(&dyn Cols) -> Result<T>,
+            ) -> Result<Vec<T>> {
+                let mut out = Vec::with_capacity(names.len());
+                for chunk in names.chunks(IN_CHUNK) {
+                    let sql = format!(
+                        "SELECT {cols} FROM objects WHERE collection_id = $1 AND {}",
+                        Self::list_sql("name", 2, chunk.len())
+                    );
+                    let params = [Param::Int(collection_id), Param::Texts(chunk)];
+                    out.extend(self.read(&sql, &params, f).await?);
+                }
+                Ok(out)
             }
         }
 
@@ -1415,29 +1445,15 @@ macro_rules! impl_store {
             }
 
             async fn objects_by_names(&self, collection_id: i64, names: &[String]) -> Result<Vec<StoredObject>> {
-                let mut out = Vec::with_capacity(names.len());
-                for chunk in names.chunks(IN_CHUNK) {
-                    let sql = format!(
-                        "SELECT {OBJECT_META_COLS}, ics FROM objects WHERE collection_id = $1 AND {}",
-                        Self::list_sql("name", 2, chunk.len())
-                    );
-                    let params = [Param::Int(collection_id), Param::Texts(chunk)];
-                    out.extend(self.read(&sql, &params, object_row).await?);
-                }
-                Ok(out)
+                self.read_named(&format!("{OBJECT_META_COLS}, ics"), collection_id, names, object_row).await
+            }
+
+            async fn object_texts_by_names(&self, collection_id: i64, names: &[String]) -> Result<Vec<ObjectText>> {
+                self.read_named("name, etag, ics", collection_id, names, object_text_row).await
             }
 
             async fn object_metas_named(&self, collection_id: i64, names: &[String]) -> Result<Vec<ObjectMeta>> {
-                let mut out = Vec::with_capacity(names.len());
-                for chunk in names.chunks(IN_CHUNK) {
-                    let sql = format!(
-                        "SELECT {OBJECT_META_COLS} FROM objects WHERE collection_id = $1 AND {}",
-                        Self::list_sql("name", 2, chunk.len())
-                    );
-                    let params = [Param::Int(collection_id), Param::Texts(chunk)];
-                    out.extend(self.read(&sql, &params, meta_row).await?);
-                }
-                Ok(out)
+                self.read_named(OBJECT_META_COLS, collection_id, names, meta_row).await
             }
 
             async fn put_object(

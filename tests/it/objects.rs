@@ -567,6 +567,56 @@ pub async fn multiget_and_query(s: &TestServer) {
         Some(404)
     );
     assert_eq!(r.response_status("/calendars/bob/default/x.ics"), Some(404));
+
+    // One multiget over two calendars, a name that needs percent-encoding, a missing calendar
+    // and a repeated href: answers in request order, each object under its canonical href with
+    // the ETag its PUT returned. Asking for one more property takes the general path; both
+    // paths must agree on everything they share.
+    s.req("MKCALENDAR", "/calendars/alice/work/")
+        .send()
+        .await
+        .status(201);
+    let put = s
+        .req("PUT", "/calendars/alice/work/a%20b.ics")
+        .ics(&event("ab", "Spaced"))
+        .send()
+        .await;
+    put.status(201);
+    let ab_etag = put.header("etag").unwrap().to_owned();
+    let hrefs = [
+        "/calendars/alice/work/a%20b.ics",
+        "/calendars/alice/default/m1.ics",
+        "/calendars/alice/nocal/m1.ics",
+        "/calendars/alice/work/m1.ics",
+        "/calendars/alice/default/m1.ics",
+    ];
+    let list: String = hrefs
+        .iter()
+        .map(|h| format!("<D:href>{h}</D:href>"))
+        .collect();
+    for extra in ["", "<D:getcontenttype/>"] {
+        let body = format!(
+            r#"<C:calendar-multiget xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/>{extra}<C:calendar-data/></D:prop>{list}</C:calendar-multiget>"#
+        );
+        let r = s.req("REPORT", CAL).depth("1").xml(&body).send().await;
+        r.status(207);
+        assert_eq!(r.hrefs(), hrefs, "{extra}");
+        let data = |href| r.prop_text(href, NS_CALDAV, "calendar-data");
+        assert_eq!(
+            data("/calendars/alice/work/a%20b.ics"),
+            event("ab", "Spaced")
+        );
+        assert_eq!(data("/calendars/alice/default/m1.ics"), event("m1", "One"));
+        let etag = r.prop_text("/calendars/alice/work/a%20b.ics", NS_DAV, "getetag");
+        assert_eq!(etag, ab_etag);
+        for missing in [
+            "/calendars/alice/nocal/m1.ics",
+            "/calendars/alice/work/m1.ics",
+        ] {
+            assert_eq!(r.response_status(missing), Some(404), "{missing}");
+        }
+    }
+
     let q = r#"<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/></D:prop>
         <C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VTODO"/></C:comp-filter></C:filter></C:calendar-query>"#;
     let r = s.req("REPORT", CAL).depth("1").xml(q).send().await;
