@@ -17,6 +17,34 @@ use crate::ical::{CalendarObject, ComponentKind};
 use async_trait::async_trait;
 use std::sync::Arc;
 
+/// A read started now and awaited later, so that the database works on it while the caller
+/// does something else: PostgreSQL executes the next page of a PROPFIND listing while the
+/// current page is written out. Starting polls the read once, which sends the statement (a
+/// prepared statement is sent whole in one poll); SQLite reads on the calling thread finish
+/// in that poll, and their result is kept. Dropping it cancels the read.
+pub enum ReadAhead<'a, T> {
+    Running(std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>>),
+    Done(Result<T>),
+}
+
+impl<'a, T> ReadAhead<'a, T> {
+    pub async fn start(read: impl std::future::Future<Output = Result<T>> + Send + 'a) -> Self {
+        use std::task::Poll;
+        let mut read = Box::pin(read);
+        match std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+            Poll::Ready(done) => ReadAhead::Done(done),
+            Poll::Pending => ReadAhead::Running(read),
+        }
+    }
+
+    pub async fn get(self) -> Result<T> {
+        match self {
+            ReadAhead::Running(read) => read.await,
+            ReadAhead::Done(done) => done,
+        }
+    }
+}
+
 /// A user account: owner of one calendar home.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -787,5 +815,35 @@ mod tests {
     fn redacts_passwords() {
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
+    }
+
+    #[tokio::test]
+    async fn a_read_ahead_is_under_way_once_started() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // A read that does its first part (sending the statement) when first polled, then
+        // waits once for its answer.
+        let polls = AtomicUsize::new(0);
+        let read = || async {
+            polls.fetch_add(1, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            polls.fetch_add(1, Ordering::SeqCst);
+            Ok(7)
+        };
+        let ahead = ReadAhead::start(read()).await;
+        assert!(matches!(ahead, ReadAhead::Running(_)));
+        assert_eq!(
+            polls.load(Ordering::SeqCst),
+            1,
+            "started before it is awaited"
+        );
+        assert_eq!(ahead.get().await.unwrap(), 7);
+        assert_eq!(polls.load(Ordering::SeqCst), 2);
+        // A read that finishes at once (SQLite on the calling thread) keeps its result.
+        let done = ReadAhead::start(async { Err::<i32, _>(StoreError::Internal("x".into())) });
+        let done = done.await;
+        assert!(matches!(
+            done,
+            ReadAhead::Done(Err(StoreError::Internal(_)))
+        ));
     }
 }
