@@ -21,7 +21,12 @@ use std::sync::Arc;
 /// does something else: PostgreSQL executes the next page of a PROPFIND listing while the
 /// current page is written out. Starting polls the read once, which sends the statement (a
 /// prepared statement is sent whole in one poll); SQLite reads on the calling thread finish
-/// in that poll, and their result is kept. Dropping it cancels the read.
+/// in that poll, and their result is kept.
+///
+/// A running read holds one of the store's read connections until it is awaited, so a caller
+/// must not wait for another read while holding it (with every connection held that way, the
+/// reads would wait for each other). Dropping it cancels the read; on PostgreSQL its
+/// connection is then closed rather than reused.
 pub enum ReadAhead<'a, T> {
     Running(std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>>),
     Done(Result<T>),
