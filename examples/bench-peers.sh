@@ -21,7 +21,8 @@
 #                       free port, its socket in its data directory; stopped and deleted on exit.
 #                       postgres://USER@HOST:PORT/DB: the server to create the throw-away database
 #                       on instead (dropped afterwards); warns when its autovacuum is off
-#   BENCH_NGINX         auto (default): nginx serves the GET event as a static file when installed;
+#   BENCH_NGINX         auto (default): nginx serves the GET event as a static file when installed,
+#                       and every server's GET runs are paired with the same load against it;
 #                       1: apt-get install nginx when missing; 0: no nginx
 #   BENCH_OUT           where the JSON, logs and the table go
 #                       (default conformance/.work/bench/YYYYmmdd-HHMMSS)
@@ -260,7 +261,17 @@ for n in sizes:
             else:
                 row.append("n/a")
         rows.append(row)
-    if nginx:
+    if any(value(reps[s], "get_baseline") for s in servers):
+        # Paired: each server's GET runs alternated with nginx's (bench.rs --get-baseline).
+        row = ["GET: nginx alongside, req/s"] + ["" for _ in cols]
+        ratio = ["GET / nginx alongside (median of pairs)"] + ["" for _ in cols]
+        for i, s in enumerate(servers):
+            row[i + 1] = fmt(value(reps[s], "get_baseline"), failed(reps[s], "get_baseline"))
+            v = value(reps[s], "get_vs_baseline")
+            ratio[i + 1] = f"{v:.0f}%" if v else "n/a"
+        rows += [row, ratio]
+    elif nginx:
+        # Results of runs before 2026-12-07 08:30 UTC: nginx measured once, after the servers.
         ng = value(nginx, "get")
         row = ["GET: nginx static file, req/s"] + ["" for _ in cols]
         row[1] = fmt(ng, False)
@@ -505,6 +516,21 @@ EOF
 # --- the runs ------------------------------------------------------------------------------
 log "results in $OUT"
 for n in $EVENTS; do
+    # nginx serves the GET event as a static file while the servers run: each server's GET runs
+    # are paired with the same load against it (the tool's --get-baseline), a second apart.
+    BASELINE=()
+    if [[ $HAVE_NGINX == 1 ]]; then
+        ndir="$TMP/$n-nginx"
+        nport="$(_conf_free_port)"
+        log "== nginx, static copy of the GET event: the GET loads' baseline at $n events"
+        if start_nginx "$ndir" "$nport"; then
+            BASELINE=(--get-baseline "http://127.0.0.1:$nport/event.ics")
+        else
+            log "nginx did not start: $(tail -n 3 "$ndir/error.log" "$ndir/server.log" 2>/dev/null)"
+            stop_pid "$NGINX_PID"
+            NGINX_PID=""
+        fi
+    fi
     for s in $SERVERS; do
         dir="$TMP/$n-$s"
         port="$(_conf_free_port)"
@@ -538,6 +564,7 @@ for n in $EVENTS; do
         rc=0
         "$BENCH_BIN" "${target[@]}" "${AUTH[@]}" --events "$n" --runs "$RUNS" --seed "$SEED" \
             --get-requests "$GET_REQUESTS" --pid "$SERVER_PID" --label "$s" "${put_args[@]}" "${SETTLE[@]}" \
+            "${BASELINE[@]}" \
             --json "$OUT/$n-$s.json" >"$OUT/$n-$s.txt" 2>"$OUT/$n-$s.log" || rc=$?
         cat "$OUT/$n-$s.txt"
         if [[ $rc != 0 ]]; then
@@ -551,20 +578,8 @@ for n in $EVENTS; do
         drop_pg
         rm -rf "$dir"
     done
-    if [[ $HAVE_NGINX == 1 ]]; then
-        dir="$TMP/$n-nginx"
-        port="$(_conf_free_port)"
-        log "== nginx, static copy of the GET event"
-        if start_nginx "$dir" "$port"; then
-            "$BENCH_BIN" --get-only "http://127.0.0.1:$port/event.ics" --runs "$RUNS" \
-                --get-requests "$GET_REQUESTS" --label nginx --json "$OUT/$n-nginx.json" \
-                >"$OUT/$n-nginx.txt" 2>"$OUT/$n-nginx.log" || log "nginx GET load failed"
-        else
-            log "nginx did not start: $(tail -n 3 "$dir/error.log" "$dir/server.log" 2>/dev/null)"
-        fi
-        stop_pid "$NGINX_PID"
-        NGINX_PID=""
-    fi
+    stop_pid "$NGINX_PID"
+    NGINX_PID=""
 done
 
 # --- the table -----------------------------------------------------------------------------

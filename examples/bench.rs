@@ -19,6 +19,10 @@
 //! Output: a table (median, min, max) on stdout and, with `--json`, every raw sample.
 //! Exit status: 0 all checks passed, 1 a check failed, 2 the run could not be done.
 //!
+//! With `--get-baseline URL` every GET load is paired with the same load against a reference
+//! server (bench-peers.sh gives nginx serving the same bytes as a static file) and the pair's
+//! ratio is recorded too.
+//!
 //! Every server gets one unrecorded warm-up run before the R measured ones.
 //! Timings include the client: it runs on the same machine and shares its cores with the
 //! server, as the peers' figures do. Run it against servers on loopback only.
@@ -97,6 +101,13 @@ struct Args {
     /// Only run the GET load against this URL (e.g. a static server holding --emit-event's file).
     #[arg(long, value_name = "URL", conflicts_with = "emit_event")]
     get_only: Option<String>,
+    /// A reference server for the GET load (e.g. nginx serving --emit-event's file as a static
+    /// file): every GET run is paired with a run of the same load against this URL, right
+    /// before or after it (alternately), and the pair's ratio is a sample of its own
+    /// (`get_vs_baseline`, %). On a shared, noisy machine a ratio of two loads a second apart
+    /// holds still where one of two measurements minutes apart does not. Sent no credentials.
+    #[arg(long, value_name = "URL", conflicts_with = "emit_event")]
+    get_baseline: Option<String>,
     /// Write the event the GET load fetches (same seed) to FILE and exit.
     #[arg(long, value_name = "FILE")]
     emit_event: Option<PathBuf>,
@@ -183,12 +194,20 @@ async fn run(args: Args) -> Result<bool> {
         args.timeout,
         args.get_concurrency,
     )?;
+    let baseline = match &args.get_baseline {
+        Some(u) => Some(Baseline {
+            http: Http::new(None, None, args.timeout, args.get_concurrency)?,
+            url: Url::parse(u).context("--get-baseline")?,
+        }),
+        None => None,
+    };
+    let baseline = baseline.as_ref();
     let mut report = Report::new(&args);
     if let Some(target) = &args.get_only {
         let url = Url::parse(target).context("--get-only")?;
         report.url = target.clone();
         for run in 0..args.runs {
-            get_load(&http, &url, &args, run, &mut report).await?;
+            get_load(&http, &url, baseline, &args, run, &mut report).await?;
         }
         return finish(&args, report);
     }
@@ -196,7 +215,7 @@ async fn run(args: Args) -> Result<bool> {
         let cal = with_slash(Url::parse(given).context("--calendar")?);
         report.url = cal.to_string();
         report.calendar = cal.to_string();
-        bench_calendar(&http, &cal, &args, &mut report).await?;
+        bench_calendar(&http, &cal, baseline, &args, &mut report).await?;
         return finish(&args, report);
     }
     let base = Url::parse(args.url.as_deref().unwrap_or_default()).context("--url")?;
@@ -208,7 +227,7 @@ async fn run(args: Args) -> Result<bool> {
     report.calendar = cal.to_string();
     eprintln!("bench: created {cal}");
 
-    let result = bench_calendar(&http, &cal, &args, &mut report).await;
+    let result = bench_calendar(&http, &cal, baseline, &args, &mut report).await;
     if args.keep {
         eprintln!("bench: kept {cal}");
     } else {
@@ -245,7 +264,13 @@ fn finish(args: &Args, mut report: Report) -> Result<bool> {
 // ---------------------------------------------------------------------------------------------
 // The measurements
 
-async fn bench_calendar(http: &Http, cal: &Url, args: &Args, report: &mut Report) -> Result<()> {
+async fn bench_calendar(
+    http: &Http,
+    cal: &Url,
+    baseline: Option<&Baseline>,
+    args: &Args,
+    report: &mut Report,
+) -> Result<()> {
     let events = Arc::new(generate(args.seed, args.events));
     report.mix = Mix::of(&events);
     eprintln!(
@@ -421,7 +446,7 @@ async fn bench_calendar(http: &Http, cal: &Url, args: &Args, report: &mut Report
         }
         report.check("freebusy_month", run, check);
 
-        get_load(http, &get_url, args, run, report).await?;
+        get_load(http, &get_url, baseline, args, run, report).await?;
     }
     for f in scratch.checks.failures {
         report.checks.failures.push(Failure {
@@ -515,24 +540,77 @@ async fn put_range(
     Ok(())
 }
 
-/// `requests` GETs of one URL from `get_concurrency` connections; one sample in requests/s.
+/// The reference server of the GET load (`--get-baseline`), with a client of its own.
+struct Baseline {
+    http: Http,
+    url: Url,
+}
+
+/// The GET load of one run: `get_requests` GETs of one URL from `get_concurrency` connections,
+/// one sample in requests/s; with a baseline, the same load against it too and the ratio.
 async fn get_load(
     http: &Http,
     url: &Url,
+    baseline: Option<&Baseline>,
     args: &Args,
     run: usize,
     report: &mut Report,
 ) -> Result<()> {
+    let Some(size) = first_get(http, url, "get", run, report).await? else {
+        return Ok(());
+    };
+    let reference = match baseline {
+        Some(b) => first_get(&b.http, &b.url, "get_baseline", run, report)
+            .await?
+            .map(|size| (b, size)),
+        None => None,
+    };
+    // Which of the pair goes first alternates, so that neither always finds the machine as
+    // the other left it.
+    let reference_first = run % 2 == 1;
+    let mut reference_rate = None;
+    if let (Some((b, bsize)), true) = (reference, reference_first) {
+        reference_rate = Some(get_rate(&b.http, &b.url, bsize, args).await?);
+    }
+    let (rate, bad) = get_rate(http, url, size, args).await?;
+    if let (Some((b, bsize)), false) = (reference, reference_first) {
+        reference_rate = Some(get_rate(&b.http, &b.url, bsize, args).await?);
+    }
+    report.sample_value("get", "req/s", rate);
+    report.check("get", run, all_good(bad, size, args));
+    if let (Some((_, bsize)), Some((brate, bbad))) = (reference, reference_rate) {
+        report.sample_value("get_baseline", "req/s", brate);
+        report.check("get_baseline", run, all_good(bbad, bsize, args));
+        report.sample_value("get_vs_baseline", "%", 100.0 * rate / brate);
+    }
+    Ok(())
+}
+
+/// The size of the body of one GET of `url`, or `None` (a failed `op` check) when it is not a
+/// 200 with a body.
+async fn first_get(
+    http: &Http,
+    url: &Url,
+    op: &str,
+    run: usize,
+    report: &mut Report,
+) -> Result<Option<usize>> {
     let first = http.send(http.request("GET", url)).await?;
     if first.status != StatusCode::OK || first.body.is_empty() {
-        report.check(
-            "get",
-            run,
-            Err(format!("GET {url} answered {}", first.status)),
+        let detail = format!(
+            "GET {url} answered {} with {} bytes",
+            first.status,
+            first.body.len()
         );
-        return Ok(());
+        report.check(op, run, Err(detail));
+        return Ok(None);
     }
-    let size = first.body.len();
+    Ok(Some(first.body.len()))
+}
+
+/// `get_requests` GETs of `url` from `get_concurrency` tasks: the rate in requests/s and how
+/// many answers were not a 200 of `size` bytes.
+async fn get_rate(http: &Http, url: &Url, size: usize, args: &Args) -> Result<(f64, usize)> {
     let next = Arc::new(AtomicUsize::new(0));
     let bad = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -559,18 +637,18 @@ async fn get_load(
         done??;
     }
     let secs = started.elapsed().as_secs_f64();
-    report.sample_value("get", "req/s", args.get_requests as f64 / secs);
-    let bad = bad.load(Ordering::Relaxed);
-    let check = if bad == 0 {
+    Ok((args.get_requests as f64 / secs, bad.load(Ordering::Relaxed)))
+}
+
+fn all_good(bad: usize, size: usize, args: &Args) -> Result<(), String> {
+    if bad == 0 {
         Ok(())
     } else {
         Err(format!(
             "{bad} of {} GETs were not 200 with the same {size} bytes",
             args.get_requests
         ))
-    };
-    report.check("get", run, check);
-    Ok(())
+    }
 }
 
 /// The initial sync-collection, following 507 truncation (RFC 6578 §3.6) page by page.
