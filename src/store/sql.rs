@@ -2147,10 +2147,22 @@ mod tests {
                 "o_modified_at"
             ]
         );
+        let credentials = ["p_id", "p_credentials_version", "p_email"];
+        assert_eq!(names(credential_cols!()), credentials);
+        // The statements that put the lists side by side, in the order their decoders read.
+        let select = PRINCIPAL_CALENDAR_SELECT.trim_start_matches("SELECT ");
+        assert_eq!(names(select), [&credentials[..], &collection[..]].concat());
+        let batch = &OBJECTS_BY_PATH_SQL
+            ["SELECT ".len()..OBJECTS_BY_PATH_SQL.find(" FROM unnest").unwrap()];
+        let batch = names(batch);
+        assert_eq!(batch[0], "k_i");
+        assert_eq!(batch[1..=CREDENTIAL_NCOLS], credentials);
         assert_eq!(
-            names(credential_cols!()),
-            ["p_id", "p_credentials_version", "p_email"]
+            batch[1 + CREDENTIAL_NCOLS..1 + CREDENTIAL_NCOLS + COLLECTION_NCOLS],
+            collection
         );
+        assert_eq!(batch[1 + CREDENTIAL_NCOLS + COLLECTION_NCOLS], "o_name");
+        assert_eq!(batch.last().map(String::as_str), Some("o_ics"));
     }
 
     /// The positional decoders count on these widths; a column added to a list without its
