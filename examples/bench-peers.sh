@@ -271,7 +271,7 @@ for n in sizes:
             ratio[i + 1] = f"{v:.0f}%" if v else "n/a"
         rows += [row, ratio]
     elif nginx:
-        # Results of runs before 2026-12-07 08:30 UTC: nginx measured once, after the servers.
+        # Results of runs before ca8f056: nginx measured once per size, after the servers.
         ng = value(nginx, "get")
         row = ["GET: nginx static file, req/s"] + ["" for _ in cols]
         row[1] = fmt(ng, False)
