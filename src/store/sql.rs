@@ -2074,22 +2074,8 @@ mod postgres_impl {
 mod tests {
     use super::*;
 
-    /// Columns of a select list: commas outside parentheses, plus one.
-    fn columns(list: &str) -> usize {
-        let mut depth = 0i32;
-        let mut n = 1;
-        for c in list.chars() {
-            match c {
-                '(' => depth += 1,
-                ')' => depth -= 1,
-                ',' if depth == 0 => n += 1,
-                _ => {}
-            }
-        }
-        n
-    }
-
     /// The name each column of a select list is read under: its alias, else its column.
+    /// Commas inside parentheses (a subquery's) do not separate columns.
     fn names(list: &str) -> Vec<String> {
         let mut out = vec![String::new()];
         let mut depth = 0i32;
@@ -2112,6 +2098,17 @@ mod tests {
                 c.rsplit('.').next().unwrap_or(c).to_owned()
             })
             .collect()
+    }
+
+    /// `PRINCIPAL_CALENDAR_SELECT`'s columns.
+    fn principal_calendar_names() -> Vec<String> {
+        names(PRINCIPAL_CALENDAR_SELECT.trim_start_matches("SELECT "))
+    }
+
+    /// The batched GET's columns.
+    fn batch_names() -> Vec<String> {
+        let end = OBJECTS_BY_PATH_SQL.find(" FROM unnest").unwrap();
+        names(&OBJECTS_BY_PATH_SQL["SELECT ".len()..end])
     }
 
     /// The order `collection_at`, `calendar_object_at` and `credentialed_at` read in.
@@ -2150,11 +2147,11 @@ mod tests {
         let credentials = ["p_id", "p_credentials_version", "p_email"];
         assert_eq!(names(credential_cols!()), credentials);
         // The statements that put the lists side by side, in the order their decoders read.
-        let select = PRINCIPAL_CALENDAR_SELECT.trim_start_matches("SELECT ");
-        assert_eq!(names(select), [&credentials[..], &collection[..]].concat());
-        let batch = &OBJECTS_BY_PATH_SQL
-            ["SELECT ".len()..OBJECTS_BY_PATH_SQL.find(" FROM unnest").unwrap()];
-        let batch = names(batch);
+        assert_eq!(
+            principal_calendar_names(),
+            [&credentials[..], &collection[..]].concat()
+        );
+        let batch = batch_names();
         assert_eq!(batch[0], "k_i");
         assert_eq!(batch[1..=CREDENTIAL_NCOLS], credentials);
         assert_eq!(
@@ -2169,22 +2166,23 @@ mod tests {
     /// decoder shifts every column after it.
     #[test]
     fn positional_decoders_match_their_column_lists() {
-        assert_eq!(columns(COLLECTION_COLS), COLLECTION_NCOLS);
-        assert_eq!(columns(collection_qualified_cols!()), COLLECTION_NCOLS);
-        assert_eq!(columns(OBJECT_JOIN_COLS), OBJECT_JOIN_NCOLS);
-        assert_eq!(columns(credential_cols!()), CREDENTIAL_NCOLS);
+        let width = |list: &str| names(list).len();
+        assert_eq!(width(COLLECTION_COLS), COLLECTION_NCOLS);
+        assert_eq!(width(collection_qualified_cols!()), COLLECTION_NCOLS);
+        assert_eq!(width(OBJECT_JOIN_COLS), OBJECT_JOIN_NCOLS);
+        assert_eq!(width(credential_cols!()), CREDENTIAL_NCOLS);
         assert_eq!(
-            columns(COLLECTION_JOIN_COLS),
+            width(COLLECTION_JOIN_COLS),
             COLLECTION_NCOLS + OBJECT_JOIN_NCOLS
         );
-        let select = PRINCIPAL_CALENDAR_SELECT.trim_start_matches("SELECT ");
-        assert_eq!(columns(select), CREDENTIAL_NCOLS + COLLECTION_NCOLS);
+        assert_eq!(
+            principal_calendar_names().len(),
+            CREDENTIAL_NCOLS + COLLECTION_NCOLS
+        );
         // The batched GET: the key's position, the credentials, the calendar, the object and
         // its text.
-        let batch = &OBJECTS_BY_PATH_SQL
-            ["SELECT ".len()..OBJECTS_BY_PATH_SQL.find(" FROM unnest").unwrap()];
         assert_eq!(
-            columns(batch),
+            batch_names().len(),
             1 + CREDENTIAL_NCOLS + COLLECTION_NCOLS + OBJECT_JOIN_NCOLS + 1
         );
     }
